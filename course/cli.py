@@ -1,0 +1,150 @@
+"""The `course` command: build, run, check, grade, doctor, data."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from course import labs as lab_registry
+from course.paths import BUILD, ROOT
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from course.grading import build
+
+    for path in build(lab_registry.resolve(args.labs)):
+        print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from course import running
+
+    if args.profile == "gpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("The gpu profile needs CUDA and torch sees no GPU. Use the default: `course run`.", file=sys.stderr)
+            return 2
+    start = time.perf_counter()
+    results = []
+    for lab in lab_registry.resolve(args.labs):
+        print(f"running {lab.id} (budget {lab.budget_s} s) ...", flush=True)
+        results.extend(running.run_lab(lab, args.profile))
+    print()
+    print(running.scoreboard(results, args.profile))
+    running.save(results, BUILD / "run" / args.profile / "scoreboard.json")
+    ok = running.passed(results, args.profile)
+    print(
+        f"\n{'All milestones reached' if ok else 'Some milestones or tests FAILED'} "
+        f"({time.perf_counter() - start:.0f} s in all)."
+    )
+    return 0 if ok else 1
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from course.checking import check
+    from course.notebooks import NotebookError
+
+    try:
+        ok, text = check(Path(args.notebook), args.profile)
+    except NotebookError as exc:
+        print(f"Cannot check: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    return 0 if ok else 1
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from course import grading
+
+    start = time.perf_counter()
+    outcomes = grading.grade(
+        labs=lab_registry.resolve(args.labs) if args.labs else None,
+        students=args.student,
+        workers=args.workers,
+        timeout=args.timeout,
+        cell_timeout=args.cell_timeout,
+    )
+    print(grading.report(outcomes))
+    print(
+        f"\nGraded {len(outcomes)} submission(s) in {time.perf_counter() - start:.0f} s with "
+        f"{args.workers or 'auto'} worker(s). Grades: grading/grades.csv; feedback: grading/feedback/<student>/<lab>/."
+    )
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from course.doctor import diagnose, render
+
+    findings = diagnose()
+    print(render(findings, args.json))
+    return 0 if all(f.ok for f in findings) else 1
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from course import data
+
+    if args.action == "verify":
+        problems = {k: v for k, v in data.check_all().items() if v}
+        for message in problems.values():
+            print(message)
+        print("All dataset files match the manifest." if not problems else f"{len(problems)} file(s) need attention.")
+        return 1 if problems else 0
+    for rel in args.paths or list(data.read_manifest()):
+        print(f"fetched {data.fetch(rel)}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="course", description="Build, run, check and grade the course's labs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="generate labs/ (student versions) from solutions/ with nbgrader")
+    b.add_argument("labs", nargs="*", help="lab ids or numbers (default: all)")
+    b.set_defaults(func=_cmd_build)
+
+    r = sub.add_parser("run", help="execute solutions, grade them, print the milestone scoreboard")
+    r.add_argument("labs", nargs="*", help="lab ids or numbers (default: all)")
+    r.add_argument(
+        "--profile",
+        default="cpu",
+        choices=("cpu", "gpu", "full", "smoke"),
+        help="cpu: the default, fits a 2-core laptop; gpu: needs CUDA; full: longer training; "
+        "smoke: tiny data, checks that everything runs",
+    )
+    r.set_defaults(func=_cmd_run)
+
+    c = sub.add_parser("check", help="run your notebook and explain which checks pass")
+    c.add_argument("notebook")
+    c.add_argument("--profile", default="cpu", choices=("cpu", "gpu", "full", "smoke"))
+    c.set_defaults(func=_cmd_check)
+
+    g = sub.add_parser("grade", help="autograde grading/submitted/<student>/<lab>/ in parallel")
+    g.add_argument("labs", nargs="*", help="lab ids or numbers (default: every lab submitted)")
+    g.add_argument("--student", action="append", help="only this student (repeatable)")
+    g.add_argument("--workers", type=int, default=None, help="parallel notebooks (default: one per core)")
+    g.add_argument("--timeout", type=float, default=None, help="seconds per submission (default: 4x the lab's budget)")
+    g.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell before it is interrupted")
+    g.set_defaults(func=_cmd_grade)
+
+    d = sub.add_parser("doctor", help="check Python, torch, threads, accelerator and every dataset")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=_cmd_doctor)
+
+    data = sub.add_parser("data", help="verify dataset checksums, or fetch fresh copies from upstream")
+    data.add_argument("action", choices=("verify", "fetch"))
+    data.add_argument("paths", nargs="*", help="manifest paths such as mnist/train-images-idx3-ubyte.gz")
+    data.set_defaults(func=_cmd_data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

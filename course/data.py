@@ -1,0 +1,198 @@
+"""Datasets on disk, verified by checksum before use.
+
+Every file a lab reads is listed in `datasets/MANIFEST.tsv` with its size, sha256,
+provenance and license. Loaders verify the sha256 before parsing so that a
+truncated copy or a stray edit fails loudly, with the file's name and the way to
+restore it, instead of producing a model that is quietly wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import shutil
+import struct
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from course.paths import DATASETS, MANIFEST
+
+RESTORE_HINT = (
+    "Restore it with `git checkout -- datasets/{path}` (the file is committed), "
+    "or download a fresh copy with `course data fetch {path}`."
+)
+
+
+class DatasetError(RuntimeError):
+    """A data file is missing, corrupt or unparseable; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    path: str
+    bytes: int
+    sha256: str
+    url: str
+    archive_member: str
+    source: str
+    license: str
+
+
+@lru_cache(maxsize=4)
+def read_manifest(manifest: Path = MANIFEST) -> dict[str, ManifestEntry]:
+    """Map each relative path to its manifest row."""
+    if not manifest.exists():
+        raise DatasetError(
+            f"The dataset manifest {manifest} is missing. Restore it with `git checkout -- {manifest.name}`."
+        )
+    with manifest.open(newline="") as fh:
+        rows = csv.DictReader(fh, delimiter="\t")
+        return {
+            r["path"]: ManifestEntry(
+                path=r["path"],
+                bytes=int(r["bytes"]),
+                sha256=r["sha256"],
+                url=r["url"],
+                archive_member=r["archive_member"],
+                source=r["source"],
+                license=r["license"],
+            )
+            for r in rows
+        }
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(rel_path: str, root: Path = DATASETS, manifest: Path = MANIFEST) -> Path:
+    """Return the absolute path of a dataset file once its sha256 matches the manifest."""
+    entries = read_manifest(manifest)
+    if rel_path not in entries:
+        raise DatasetError(f"{rel_path} is not in {manifest}; known files: {', '.join(sorted(entries))}.")
+    entry = entries[rel_path]
+    path = root / rel_path
+    hint = RESTORE_HINT.format(path=rel_path)
+    if not path.exists():
+        raise DatasetError(f"Dataset file {path} is missing. {hint}")
+    size = path.stat().st_size
+    if size != entry.bytes:
+        raise DatasetError(
+            f"Dataset file {path} has {size} bytes, the manifest expects {entry.bytes}: "
+            f"it is truncated or was replaced. {hint}"
+        )
+    actual = sha256_of(path)
+    if actual != entry.sha256:
+        raise DatasetError(
+            f"Dataset file {path} is corrupt: sha256 {actual[:12]}... but the manifest expects "
+            f"{entry.sha256[:12]}.... {hint}"
+        )
+    return path
+
+
+def check_all(root: Path = DATASETS, manifest: Path = MANIFEST) -> dict[str, str | None]:
+    """Verify every manifest entry; map each path to None (fine) or the problem."""
+    result: dict[str, str | None] = {}
+    for rel in read_manifest(manifest):
+        try:
+            verify(rel, root, manifest)
+            result[rel] = None
+        except DatasetError as exc:
+            result[rel] = str(exc)
+    return result
+
+
+# IDX is MNIST's format (http://yann.lecun.com/exdb/mnist/): a big-endian header of
+# two zero bytes, a dtype code, the number of dimensions, one uint32 per dimension,
+# then the raw array. torchvision would parse it for us but has no CPU wheel here,
+# and the format is small enough to read in a dozen lines.
+_IDX_DTYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse an (uncompressed) IDX byte string into a numpy array."""
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DatasetError(f"{name} is not an IDX file: it should start with two zero bytes.")
+    code, ndim = raw[2], raw[3]
+    if code not in _IDX_DTYPES:
+        raise DatasetError(f"{name} has unknown IDX type code 0x{code:02x}.")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DatasetError(f"{name} is truncated inside its IDX header.")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(_IDX_DTYPES[code])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DatasetError(
+            f"{name}: IDX header promises shape {shape} ({expected} bytes) but {len(raw) - header} bytes follow."
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def read_idx(rel_path: str, root: Path = DATASETS) -> np.ndarray:
+    """Verify, decompress (if .gz) and parse one IDX file from the datasets folder."""
+    path = verify(rel_path, root)
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        raw = gzip.decompress(raw)
+    return parse_idx(raw, rel_path)
+
+
+def load_mnist(split: str = "train", name: str = "mnist", root: Path = DATASETS) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 28, 28) uint8 and labels (N,) int64 of MNIST or Fashion-MNIST."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    prefix = "train" if split == "train" else "t10k"
+    images = read_idx(f"{name}/{prefix}-images-idx3-ubyte.gz", root)
+    labels = read_idx(f"{name}/{prefix}-labels-idx1-ubyte.gz", root).astype(np.int64)
+    if len(images) != len(labels):
+        raise DatasetError(f"{name} {split}: {len(images)} images but {len(labels)} labels.")
+    return images, labels
+
+
+def fetch(rel_path: str, root: Path = DATASETS, manifest: Path = MANIFEST) -> Path:
+    """Download a fresh copy of one file from its upstream URL and verify it.
+
+    The labs never call this (they run offline on the committed files); it is for a
+    learner who wants to rebuild `datasets/` from the original sources. A URL may
+    point to an archive; `archive_member` then names the file inside it, with `::`
+    separating nested zip files.
+    """
+    entry = read_manifest(manifest)[rel_path]
+    with urllib.request.urlopen(entry.url, timeout=60) as resp:  # noqa: S310 (URLs come from our manifest)
+        payload = resp.read()
+    for member in filter(None, entry.archive_member.split("::")):
+        with zipfile.ZipFile(io.BytesIO(payload)) as zf:
+            payload = zf.read(member)
+    target = root / rel_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
+        tmp.write(payload)
+    tmp_path = Path(tmp.name)
+    if hashlib.sha256(payload).hexdigest() != entry.sha256:
+        tmp_path.unlink()
+        raise DatasetError(
+            f"The download of {rel_path} from {entry.url} does not match the manifest's sha256; "
+            "the upstream file changed. The committed copy is kept."
+        )
+    shutil.move(tmp_path, target)
+    return target

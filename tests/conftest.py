@@ -1,0 +1,52 @@
+"""Session fixtures for the nbgrader round trip.
+
+Grading is the slow part of the suite, so every submission the tests need (each
+lab's solution, its untouched student notebook, a smoke-sized solution and each
+plausible wrong answer) is graded in one parallel `course.grading.grade` call, the
+same code path as an instructor's `course grade`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from course import grading
+from course.labs import REGISTRY
+from course.paths import LABS, SOLUTIONS
+from tests.support import Mutant, student_of, submit
+
+
+def lab_module(lab_id: str) -> str:
+    return "tests.labs.test_" + lab_id.replace("-", "_")
+
+
+def mutants_of(lab_id: str) -> list[Mutant]:
+    return list(importlib.import_module(lab_module(lab_id)).MUTANTS)
+
+
+@pytest.fixture(scope="session")
+def course_copy(tmp_path_factory) -> Path:
+    """A scratch course directory: solutions copied, labs built by nbgrader, a fresh gradebook."""
+    root = tmp_path_factory.mktemp("course")
+    shutil.copytree(SOLUTIONS, root / "solutions", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    (root / "grading").mkdir()
+    grading.build(list(REGISTRY), root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def graded(course_copy) -> dict[tuple[str, str], grading.Outcome]:
+    submitted = course_copy / grading.SUBMITTED
+    for lab in REGISTRY:
+        solutions = lab.solution_notebooks()
+        submit(solutions, submitted / "solution" / lab.id)
+        submit(lab.release_notebooks(LABS), submitted / "untouched" / lab.id)
+        submit(solutions, submitted / "smoke" / lab.id, profile="smoke")
+        for i, mutant in enumerate(mutants_of(lab.id)):
+            submit(solutions, submitted / student_of(i) / lab.id, profile="smoke", mutant=mutant)
+    outcomes = grading.grade(course_copy, workers=2, rebuild=False)
+    return {(o.student, o.lab): o for o in outcomes}
