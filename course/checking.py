@@ -43,7 +43,7 @@ def check(
         mark = "PASS" if r.passed else "FAIL"
         lines.append(f"  [{mark}] {r.grade_id} ({r.max_points:g} pt)" + ("" if r.passed else f": {explain(r.error)}"))
     for cell in execution.failed_cells:
-        lines.append(f"  [ERR ] {cell} raised an error; tests that use its results fail too.")
+        lines.append(f"  [ERR ] {cell} -- tests that use its results fail too.")
     found = milestones.read(executed.cells)
     lines.append("")
     if found:

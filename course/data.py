@@ -196,3 +196,49 @@ def fetch(rel_path: str, root: Path = DATASETS, manifest: Path = MANIFEST) -> Pa
         )
     shutil.move(tmp_path, target)
     return target
+
+
+# --- tabular and text sets ---------------------------------------------------------
+
+
+def load_bank_marketing(full: bool = True, root: Path = DATASETS):
+    """UCI Bank Marketing (Moro et al. 2014) as a DataFrame, rows in their original time order.
+
+    `full=True` is bank-additional-full.csv (41,188 rows, May 2008 to Nov 2010); the
+    smaller file is a 10% sample. The target column is `y` ("yes"/"no"). Note the
+    `duration` column: it is only known after the call, so a model that uses it leaks.
+    """
+    import pandas as pd
+
+    name = "bank-additional-full.csv" if full else "bank-additional.csv"
+    return pd.read_csv(verify(f"bank-marketing/{name}", root), sep=";")
+
+
+def load_banking77(split: str = "train", root: Path = DATASETS):
+    """BANKING77 (Casanueva et al. 2020): columns `text` and `category` (77 intents)."""
+    import pandas as pd
+
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    return pd.read_csv(verify(f"banking77/{split}.csv", root))
+
+
+def banking77_categories(root: Path = DATASETS) -> list[str]:
+    import json
+
+    return json.loads(verify("banking77/categories.json", root).read_text())
+
+
+def load_sms_spam(root: Path = DATASETS):
+    """SMS Spam Collection (Almeida & Gomez Hidalgo 2011): columns `label` (ham/spam) and `text`."""
+    import pandas as pd
+
+    path = verify("sms-spam/SMSSpamCollection", root)
+    rows = [line.split("\t", 1) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    bad = [i for i, row in enumerate(rows, 1) if len(row) != 2 or row[0] not in ("ham", "spam")]
+    if bad:
+        raise DatasetError(
+            f"{path}: line {bad[0]} is not '<ham|spam><TAB><text>'. "
+            + RESTORE_HINT.format(path="sms-spam/SMSSpamCollection")
+        )
+    return pd.DataFrame(rows, columns=["label", "text"])

@@ -76,37 +76,38 @@ def build(labs: list[Lab], root: Path = ROOT) -> list[Path]:
 # --- checking a submission before nbgrader sees it ---------------------------------
 
 
-def precheck(submission: Path, release: Path) -> tuple[list[str], bool]:
+def _test_sources(path: Path) -> dict[str, str]:
+    nb = notebooks.load(path)
+    return {notebooks.nbgrader_meta(c).get("grade_id"): c.source for c in nb.cells if notebooks.is_test_cell(c)}
+
+
+def precheck(submission: Path, release: Path, source: Path | None = None) -> tuple[list[str], bool]:
     """Problems an instructor should hear about, and whether nbgrader can grade it at all.
 
     nbgrader restores edited test cells from the source and scores deleted ones zero,
-    but says so only in its log; we say it in the report.
+    but says so only in its log; we say it in the report. A test cell counts as
+    unedited when it equals the released cell or the instructor's source cell.
     """
     problems: list[str] = []
     gradable = True
-    expected = sorted(p.name for p in release.glob("*.ipynb"))
-    for name in expected:
+    for name in sorted(p.name for p in release.glob("*.ipynb")):
         path = submission / name
         if not path.exists():
             problems.append(f"{name} is missing from the submission: scored 0.")
             gradable = False
             continue
         try:
-            nb = notebooks.load(path)
+            seen = _test_sources(path)
         except notebooks.NotebookError as exc:
             problems.append(f"{exc} Scored 0; ask the student to resubmit.")
             gradable = False
             continue
-        original = {
-            notebooks.nbgrader_meta(c).get("grade_id"): c.source
-            for c in notebooks.load(release / name).cells
-            if notebooks.is_test_cell(c)
-        }
-        seen = {notebooks.nbgrader_meta(c).get("grade_id"): c.source for c in nb.cells if notebooks.is_test_cell(c)}
-        for grade_id, source in original.items():
+        released = _test_sources(release / name)
+        instructor = _test_sources(source / name) if source and (source / name).exists() else {}
+        for grade_id, text in released.items():
             if grade_id not in seen:
                 problems.append(f"{name}: test cell '{grade_id}' was deleted; it scores 0.")
-            elif seen[grade_id] != source:
+            elif seen[grade_id] not in (text, instructor.get(grade_id)):
                 problems.append(
                     f"{name}: test cell '{grade_id}' was edited; the original test was restored for grading."
                 )
@@ -204,7 +205,9 @@ def _max_score(root: Path, lab: str) -> float:
 def grade_one(root: Path, student: str, lab_id: str, limit: float, cell_timeout: int, threads: int) -> Outcome:
     lab = BY_ID[lab_id]
     outcome = Outcome(student, lab_id, max_score=_max_score(root, lab_id))
-    problems, gradable = precheck(root / SUBMITTED / student / lab_id, root / "labs" / lab_id)
+    problems, gradable = precheck(
+        root / SUBMITTED / student / lab_id, root / "labs" / lab_id, root / "solutions" / lab_id
+    )
     outcome.problems.extend(problems)
     if not gradable:
         outcome.status = "invalid"

@@ -38,3 +38,21 @@ def test_mnist_first_labels_are_the_published_ones():
 def test_load_mnist_rejects_unknown_split():
     with pytest.raises(ValueError, match="split"):
         data.load_mnist("validation")
+
+
+def test_bank_marketing_has_the_leaky_column_and_the_published_size():
+    df = data.load_bank_marketing()
+    assert len(df) == 41188 and "duration" in df.columns and set(df["y"]) == {"yes", "no"}
+    assert abs((df["y"] == "yes").mean() - 0.1127) < 0.001
+
+
+def test_banking77_has_77_intents_in_both_splits():
+    train, test = data.load_banking77("train"), data.load_banking77("test")
+    assert (len(train), len(test)) == (10003, 3080)
+    cats = data.banking77_categories()
+    assert len(cats) == 77 and set(train["category"]) == set(cats) == set(test["category"])
+
+
+def test_sms_spam_parses_every_line():
+    df = data.load_sms_spam()
+    assert len(df) == 5574 and (df["label"] == "spam").sum() == 747

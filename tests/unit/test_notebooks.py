@@ -9,7 +9,7 @@ from course import notebooks
 pytestmark = pytest.mark.unit
 
 
-def test_cell(grade_id, outputs, points=2):
+def grade_cell(grade_id, outputs, points=2):
     cell = new_code_cell("assert True", outputs=outputs)
     cell.metadata["nbgrader"] = {
         "grade": True,
@@ -44,11 +44,11 @@ def test_load_reports_a_missing_file(tmp_path):
 def test_grade_executed_uses_nbgraders_rule():
     nb = new_notebook(
         cells=[
-            test_cell("passes", [new_output("stream", name="stdout", text="ok\n")]),
-            test_cell(
+            grade_cell("passes", [new_output("stream", name="stdout", text="ok\n")]),
+            grade_cell(
                 "raises", [new_output("error", ename="AssertionError", evalue="accuracy 0.5 < 0.9", traceback=[])]
             ),
-            test_cell("warns", [new_output("stream", name="stderr", text="UserWarning: careful\n")]),
+            grade_cell("warns", [new_output("stream", name="stderr", text="UserWarning: careful\n")]),
             new_code_cell("x = 1"),
         ]
     )

@@ -1,0 +1,164 @@
+"""The few plots every training lab draws: loss curves, confusion matrices, image grids.
+
+Each function draws on an Axes (a new figure when none is given) and returns what
+it drew on, so a notebook can combine plots and a test can inspect them without a
+display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from course.training import History
+
+
+def _axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
+    if ax is not None:
+        return ax
+    _, new = plt.subplots(figsize=figsize)
+    return new
+
+
+def _plain(values: Any) -> list[Any]:
+    """Python scalars from a list, array or tensor, so titles read `7`, not `tensor(7)`."""
+    return list(values.tolist()) if hasattr(values, "tolist") else list(values)
+
+
+def moving_average(values: Sequence[float], window: int) -> np.ndarray:
+    """Trailing mean over `window` points (shorter at the start), so the curve starts at step 0.
+
+    Per-step losses are noisy; the smoothed line is what a learner should read.
+    """
+    v = np.asarray(values, dtype=float)
+    if window < 1:
+        raise ValueError(f"window must be positive, not {window}")
+    if v.size == 0:
+        return v
+    csum = np.cumsum(np.insert(v, 0, 0.0))
+    idx = np.arange(1, v.size + 1)
+    lo = np.maximum(0, idx - window)
+    return (csum[idx] - csum[lo]) / (idx - lo)
+
+
+def loss_curve(history: History, ax: Axes | None = None, window: int | None = None) -> Axes:
+    """Per-step training loss (faint), its moving average, and each epoch's mean loss."""
+    ax = _axes(ax, (7, 3.5))
+    steps = np.arange(len(history.step_losses))
+    if window is None:
+        window = max(1, len(steps) // 50)
+    ax.plot(steps, history.step_losses, color="tab:blue", alpha=0.25, lw=0.8, label="loss per step")
+    ax.plot(
+        steps,
+        moving_average(history.step_losses, window),
+        color="tab:blue",
+        lw=1.8,
+        label=f"moving average ({window} steps)",
+    )
+    if history.epoch_ends:
+        ax.plot(np.asarray(history.epoch_ends) - 1, history.epoch_losses(), "o", color="tab:orange", label="epoch mean")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    if len(history.step_losses) and min(history.step_losses) > 0:
+        ax.set_yscale("log")  # late improvements are invisible on a linear scale
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    return ax
+
+
+def confusion_counts(
+    y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, n_classes: int
+) -> np.ndarray:
+    """counts[i, j] = how many examples of true class i were predicted as class j."""
+    t = np.asarray(y_true, dtype=np.int64).ravel()
+    p = np.asarray(y_pred, dtype=np.int64).ravel()
+    if t.shape != p.shape:
+        raise ValueError(f"y_true has {t.size} labels but y_pred has {p.size}")
+    counts = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(counts, (t, p), 1)
+    return counts
+
+
+def confusion_matrix(
+    y_true: Sequence[int] | np.ndarray,
+    y_pred: Sequence[int] | np.ndarray,
+    labels: Sequence[Any],
+    ax: Axes | None = None,
+) -> Axes:
+    """Heat map of the confusion counts, true class down, predicted class across.
+
+    The diagonal dwarfs every mistake, so colours are drawn on a log scale and every
+    off-diagonal count is written in its cell: the mistakes are the point.
+    """
+    from matplotlib.colors import LogNorm
+
+    labels = list(labels)
+    counts = confusion_counts(y_true, y_pred, len(labels))
+    ax = _axes(ax, (6, 5))
+    image = ax.imshow(np.maximum(counts, 0.5), cmap="Blues", norm=LogNorm(vmin=0.5, vmax=max(1, counts.max())))
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="count (log scale)")
+    ax.set_xticks(range(len(labels)), [str(v) for v in labels])
+    ax.set_yticks(range(len(labels)), [str(v) for v in labels])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = np.sqrt(max(1, counts.max()))
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            if counts[i, j]:
+                ax.text(
+                    j,
+                    i,
+                    str(counts[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if counts[i, j] > threshold else "black",
+                )
+    ax.set_title(f"confusion matrix ({counts.sum()} examples, {np.trace(counts)} correct)")
+    return ax
+
+
+def sample_grid(
+    images: np.ndarray | Sequence[np.ndarray],
+    labels: Sequence[Any],
+    predictions: Sequence[Any] | None = None,
+    ncols: int = 8,
+    size: float = 1.2,
+) -> Figure:
+    """A grid of grayscale images titled with their labels (and predictions, wrong ones in red).
+
+    Looking at the data, and at the mistakes, catches problems no metric shows:
+    a transposed image, shifted labels, a digit that is really ambiguous.
+    """
+    images = [np.asarray(img).squeeze() for img in images]
+    labels = _plain(labels)
+    predictions = None if predictions is None else _plain(predictions)
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    if predictions is not None and len(predictions) != len(labels):
+        raise ValueError(f"{len(predictions)} predictions but {len(labels)} labels")
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k >= n:
+            continue
+        ax.imshow(images[k], cmap="gray_r")
+        if predictions is None:
+            ax.set_title(str(labels[k]), fontsize=9)
+        else:
+            wrong = predictions[k] != labels[k]
+            ax.set_title(
+                f"{labels[k]}→{predictions[k]}" if wrong else str(labels[k]),
+                fontsize=9,
+                color="tab:red" if wrong else "black",
+            )
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,310 @@
+"""course.serving (the app plumbing) in-process, and course.server with real uvicorn processes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+from fastapi import HTTPException
+from fastapi.responses import JSONResponse
+from fastapi.testclient import TestClient
+from pydantic import BaseModel, ConfigDict
+
+from course import models, serving
+from course.server import Server
+
+pytestmark = pytest.mark.unit
+
+
+def tiny_model(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return models.mlp(hidden=8).eval()
+
+
+def digits(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 784, generator=torch.Generator().manual_seed(seed))
+
+
+def expected(model: torch.nn.Module, x: torch.Tensor) -> list[int]:
+    with torch.inference_mode():
+        return model(models.normalize(x)).argmax(1).tolist()
+
+
+# --- the model slot -------------------------------------------------------------------
+
+
+def test_slot_swaps_atomically_and_keeps_snapshots():
+    slot = serving.ModelSlot()
+    assert not slot.ready and slot.get() is None and slot.version is None
+    a, b = tiny_model(0), tiny_model(1)
+    assert slot.swap(a, "a") is None
+    snapshot = slot.get()
+    previous = slot.swap(b, "b")
+    assert previous is snapshot and snapshot.model is a and snapshot.version == "a", "a snapshot outlives a swap"
+    assert slot.get().model is b and slot.version == "b"
+
+
+# --- the app, in-process ----------------------------------------------------------------
+
+
+def test_health_readiness_and_prediction():
+    model = tiny_model()
+    with TestClient(serving.create_app()) as http:  # no model: alive but not ready
+        assert http.get("/healthz").json()["status"] == "ok"
+        assert http.get("/readyz").status_code == 503
+        refused = http.post("/v1/predict", json={"instances": digits(1).tolist()})
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        http.app.state.slot.swap(model, "v7")
+        assert http.get("/readyz").json() == {"ready": True, "model_version": "v7"}
+        x = digits(5)
+        answer = http.post("/v1/predict?probabilities=true", json={"instances": x.tolist()})
+        body = answer.json()
+        assert answer.status_code == 200 and body["predictions"] == expected(model, x)
+        assert body["model_version"] == "v7" and answer.headers["x-model-version"] == "v7"
+        assert len(body["probabilities"]) == 5 and abs(sum(body["probabilities"][0]) - 1) < 1e-5
+        assert "probabilities" not in http.post("/v1/predict", json={"instances": x.tolist()}).json()
+        assert http.post("/v1/noop").json()["ok"] is True
+
+
+def test_loader_runs_at_startup_and_failures_show_in_readiness():
+    gate = threading.Event()
+
+    def slow_loader():
+        gate.wait(5)
+        return tiny_model(), "late"
+
+    with TestClient(serving.create_app(loader=slow_loader)) as http:
+        assert http.get("/readyz").status_code == 503 and http.get("/healthz").status_code == 200
+        gate.set()
+        deadline = time.monotonic() + 5
+        while http.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert http.get("/readyz").json()["model_version"] == "late"
+
+    def broken_loader():
+        raise FileNotFoundError("no such model")
+
+    with TestClient(serving.create_app(loader=broken_loader)) as http:
+        deadline = time.monotonic() + 5
+        while not http.get("/readyz").json().get("failed") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ready = http.get("/readyz")
+        assert ready.status_code == 503 and "no such model" in ready.json()["detail"]
+
+
+def test_request_ids_are_echoed_when_sane_and_generated_otherwise():
+    with TestClient(serving.create_app(tiny_model(), "v1")) as http:
+        echoed = http.post("/v1/predict", json={"instances": digits(1).tolist()}, headers={"X-Request-ID": "abc-1"})
+        assert echoed.headers["x-request-id"] == "abc-1" and echoed.json()["request_id"] == "abc-1"
+        for bad in ["has space", "x" * 200, "<script>"]:
+            fresh = http.post("/v1/noop", headers={"X-Request-ID": bad})
+            rid = fresh.headers["x-request-id"]
+            assert rid != bad and len(rid) == 32 and fresh.json()["request_id"] == rid
+        ids = {http.get("/healthz").headers["x-request-id"] for _ in range(3)}
+        assert len(ids) == 3, "each request gets its own id"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    instances: list[list[float]]
+
+
+def strict_parse(body: bytes) -> torch.Tensor:
+    if body == b"teapot":
+        raise HTTPException(418, "I am a teapot", headers={"X-Why": "tea"})
+    if body == b"bug":
+        raise RuntimeError("a bug in the parser")
+    return torch.tensor(Strict.model_validate_json(body).instances)
+
+
+def test_parser_errors_map_to_status_codes():
+    app = serving.create_app(tiny_model(), "v1", parse=strict_parse, max_body_bytes=10_000)
+    with TestClient(app) as http:
+        teapot = http.post("/v1/predict", content=b"teapot")
+        assert teapot.status_code == 418 and teapot.json()["detail"] == "I am a teapot"
+        assert teapot.headers["x-why"] == "tea" and teapot.json()["request_id"] == teapot.headers["x-request-id"]
+        invalid = http.post("/v1/predict", content=b'{"instances": [["x"]]}')
+        assert invalid.status_code == 422 and "instances.0.0" in invalid.json()["detail"]
+        bug = http.post("/v1/predict", content=b"bug")
+        assert bug.status_code == 500 and bug.json()["detail"] == "internal server error"
+        wrong_shape = http.post("/v1/predict", content=json.dumps({"instances": [[0.5] * 783]}).encode())
+        assert wrong_shape.status_code == 500, "a parser that lets a wrong shape through is a bug: 500"
+        big = http.post("/v1/predict", content=b" " * 10_001)
+        assert big.status_code == 413 and "10000" in big.json()["detail"]
+
+
+def test_many_errors_are_summarized():
+    try:
+        Strict.model_validate({"instances": [["a"] * 10]})
+    except Exception as exc:
+        text = serving.describe(exc, limit=3)
+    assert text.count("instances.0.") == 3 and "(and 7 more problems)" in text
+
+
+def test_rate_limit_is_per_client_and_spares_health_probes():
+    counts: dict[str, int] = {}
+
+    def two_each(client: str) -> JSONResponse | None:
+        counts[client] = counts.get(client, 0) + 1
+        return None if counts[client] <= 2 else JSONResponse({"detail": "slow down"}, 429, {"Retry-After": "9"})
+
+    def by_header(request) -> str:
+        return request.headers.get("x-client-id", "anonymous")
+
+    app = serving.create_app(tiny_model(), "v1", identify=by_header, limiter=two_each)
+    with TestClient(app) as http:
+        a = [http.post("/v1/noop", headers={"X-Client-ID": "a"}).status_code for _ in range(3)]
+        b = [http.post("/v1/noop", headers={"X-Client-ID": "b"}).status_code for _ in range(2)]
+        assert a == [200, 200, 429] and b == [200, 200]
+        refused = http.post("/v1/noop", headers={"X-Client-ID": "a"})
+        assert refused.headers["retry-after"] == "9" and refused.headers["x-request-id"]
+        assert all(http.get("/healthz", headers={"X-Client-ID": "a"}).status_code == 200 for _ in range(3))
+        assert "a" in counts and counts["a"] == 4, "health probes never reach the limiter"
+
+
+def test_one_structured_log_line_per_request(caplog):
+    app = serving.create_app(tiny_model(), "v3")
+    with caplog.at_level(logging.INFO, logger=serving.REQUEST_LOG), TestClient(app) as http:
+        http.post("/v1/predict", json={"instances": digits(2).tolist()}, headers={"X-Request-ID": "log-me"})
+        http.post("/v1/predict", content=b"not json")
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == serving.REQUEST_LOG]
+    assert len(lines) == 2
+    first, second = lines
+    assert first["request_id"] == "log-me" and first["route"] == "/v1/predict" and first["status"] == 200
+    assert first["model_version"] == "v3" and first["client"] == "ip:testclient" and first["latency_ms"] > 0
+    assert second["status"] == 500 and set(first) == set(second)
+
+
+def test_swap_while_a_request_is_in_flight():
+    old, new = tiny_model(0), tiny_model(1)
+    app = serving.create_app(old, "old", debug_delay=True)
+    answers = {}
+    with TestClient(app) as http:
+
+        def slow():
+            answers["slow"] = http.post("/v1/predict", json={"instances": digits(1).tolist()},
+                                        headers={"X-Debug-Delay": "0.5"})
+
+        sender = threading.Thread(target=slow)
+        sender.start()
+        deadline = time.monotonic() + 5
+        while http.get("/healthz").json()["in_flight"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        app.state.slot.swap(new, "new")
+        fast = http.post("/v1/predict", json={"instances": digits(1).tolist()})
+        sender.join(5)
+    assert fast.json()["model_version"] == "new"
+    assert answers["slow"].json()["model_version"] == "old", "a request finishes on the model it started with"
+    assert answers["slow"].headers["x-model-version"] == "old"
+
+
+def test_debug_delay_is_off_unless_asked_for():
+    with TestClient(serving.create_app(tiny_model(), "v1", debug_delay=False)) as http:
+        start = time.perf_counter()
+        http.post("/v1/predict", json={"instances": digits(1).tolist()}, headers={"X-Debug-Delay": "3"})
+        assert time.perf_counter() - start < 2
+
+
+# --- a real server process ----------------------------------------------------------------
+
+
+def port_is_closed(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
+def test_real_server_serves_logs_and_stops(tmp_path):
+    model = tiny_model()
+    path = serving.save_model(model, tmp_path / "tiny.pt")
+    server = Server(model=path, model_version="tiny-1", scratch=tmp_path / "server", env={"COURSE_DEBUG_DELAY": "1"})
+    with server:
+        assert server.url.startswith("http://127.0.0.1:") and server.running
+        x = digits(3)
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            assert http.get("/healthz").status_code == 200
+            answer = http.post("/v1/predict", json={"instances": x.tolist()}, headers={"X-Request-ID": "real-1"})
+            assert answer.status_code == 200 and answer.json()["predictions"] == expected(model, x)
+            assert answer.headers["x-model-version"] == "tiny-1"
+        slow: dict[str, httpx.Response] = {}
+
+        def send_slow():
+            slow["r"] = httpx.post(server.url + "/v1/predict", json={"instances": x.tolist()},
+                                   headers={"X-Debug-Delay": "0.8"}, timeout=10)
+
+        sender = threading.Thread(target=send_slow)
+        sender.start()
+        deadline = time.monotonic() + 5
+        while httpx.get(server.url + "/healthz").json()["in_flight"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        code = server.stop()
+        sender.join(10)
+    assert code is not None and not server.running
+    assert slow["r"].status_code == 200, "SIGTERM lets the request in flight finish"
+    assert port_is_closed(server.port)
+    lines = server.request_log()
+    assert any(line["request_id"] == "real-1" and line["status"] == 200 for line in lines)
+    assert "Finished server process" in server.log_path.read_text()
+
+
+PLAIN_APP = """
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+async def ready(request):
+    return JSONResponse({"ready": True})
+
+
+def app():
+    return Starlette(routes=[Route("/readyz", ready)])
+"""
+
+PARENT = """
+import sys, time
+from course.server import Server
+server = Server("plain_app:app", pythonpath=[sys.argv[1]], scratch=sys.argv[2]).start()
+print(server.proc.pid, server.port, flush=True)
+time.sleep(60)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in {"Z", "X"}
+
+
+def test_server_dies_with_its_parent(tmp_path):
+    """Any app factory runs (here a torch-free one, quick to start); the watchdog stops it when the parent dies."""
+    (tmp_path / "plain_app.py").write_text(PLAIN_APP)
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path), str(tmp_path / "server")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        pid, port = map(int, parent.stdout.readline().split())
+        assert alive(pid) and not port_is_closed(port)
+        parent.send_signal(signal.SIGKILL)  # no atexit, no finalizer: only the server's watchdog can notice
+        parent.wait(5)
+        deadline = time.monotonic() + 10
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(pid), "the server outlived the process that started it"
+        assert port_is_closed(port)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
