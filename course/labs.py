@@ -34,6 +34,14 @@ class Lab:
 REGISTRY: tuple[Lab, ...] = (
     Lab("01-pytorch-fundamentals", "PyTorch fundamentals", budget_s=60, hours=6),
     Lab("02-mnist-classifier", "An MNIST classifier from scratch", budget_s=120, hours=10),
+    Lab("03-debugging-training", "Debugging training", budget_s=90, hours=8),
+    Lab("04-classical-ml", "Classical ML: pipelines, leakage, calibration", budget_s=60, hours=10),
+    Lab("06-papers", "From the paper to the code", budget_s=30, hours=10),
+    Lab("07-model-packaging", "Packaging a model", budget_s=60, hours=8),
+    Lab("08-rest-api", "A model behind a REST API, with rate limits", budget_s=90, hours=12),
+    Lab("12-versioning-rollback", "Model versioning and rollback", budget_s=90, hours=10),
+    Lab("13-deployment-strategies", "Deployment strategies: shadow, canary, A/B", budget_s=60, hours=10),
+    Lab("14-distributed-training", "Distributed training with DDP", budget_s=120, hours=10),
 )
 
 BY_ID = {lab.id: lab for lab in REGISTRY}

@@ -129,6 +129,7 @@ def sample_grid(
     predictions: Sequence[Any] | None = None,
     ncols: int = 8,
     size: float = 1.2,
+    title: str | None = None,
 ) -> Figure:
     """A grid of grayscale images titled with their labels (and predictions, wrong ones in red).
 
@@ -160,5 +161,7 @@ def sample_grid(
                 fontsize=9,
                 color="tab:red" if wrong else "black",
             )
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig

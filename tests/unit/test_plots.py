@@ -74,13 +74,19 @@ def test_confusion_matrix_plot_shows_counts_and_labels() -> None:
 
 def test_sample_grid_titles_marks_mistakes_and_hides_spare_axes() -> None:
     images = np.zeros((5, 1, 28, 28), dtype=np.uint8)
-    fig = plots.sample_grid(images, labels=torch.tensor([1, 2, 3, 4, 5]),
-                            predictions=torch.tensor([1, 7, 3, 4, 5]), ncols=3)
+    fig = plots.sample_grid(
+        images,
+        labels=torch.tensor([1, 2, 3, 4, 5]),
+        predictions=torch.tensor([1, 7, 3, 4, 5]),
+        ncols=3,
+        title="mistakes",
+    )
     axes = fig.axes
     assert len(axes) == 6
     titles = [ax.get_title() for ax in axes]
     assert titles[:5] == ["1", "2→7", "3", "4", "5"] and titles[5] == ""
     assert axes[1].title.get_color() == "tab:red" and axes[0].title.get_color() == "black"
     assert axes[0].get_images()[0].get_array().shape == (28, 28)
+    assert fig.get_suptitle() == "mistakes"
     with pytest.raises(ValueError):
         plots.sample_grid(images, labels=[1, 2])

@@ -33,8 +33,8 @@ def _loader(x: torch.Tensor, y: torch.Tensor, batch_size: int = 4) -> DataLoader
 
 
 def test_evaluate_counts_correct_predictions_over_uneven_batches() -> None:
-    x = torch.eye(3).repeat(4, 1)                    # 12 rows, argmax cycles 0, 1, 2
-    y = torch.tensor([0, 1, 2] * 3 + [1, 1, 1])      # the last three: one right, two wrong
+    x = torch.eye(3).repeat(4, 1)  # 12 rows, argmax cycles 0, 1, 2
+    y = torch.tensor([0, 1, 2] * 3 + [1, 1, 1])  # the last three: one right, two wrong
     model = FirstFeature()
     assert evaluate(model, _loader(x, y, batch_size=5)) == pytest.approx(10 / 12)
     assert model.seen_grad_enabled and not any(model.seen_grad_enabled), "evaluate must run under no_grad"
@@ -114,8 +114,7 @@ def test_progress_does_not_change_a_seeded_dataloader_order(monkeypatch: pytest.
     def epochs(wrap: bool) -> list[list[int]]:
         loader = DataLoader(data, batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(3))
         err = io.StringIO()
-        return [torch.cat([y for _, y in (progress(loader, file=err) if wrap else loader)]).tolist()
-                for _ in range(2)]
+        return [torch.cat([y for _, y in (progress(loader, file=err) if wrap else loader)]).tolist() for _ in range(2)]
 
     monkeypatch.setenv("COURSE_PROGRESS", "1")
     assert epochs(wrap=True) == epochs(wrap=False)
