@@ -182,15 +182,22 @@ def _run_group(cmd: list[str], env: dict[str, str], limit: float) -> tuple[int |
 
 
 def _scores(root: Path, lab: str, student: str) -> tuple[float, float, dict[str, tuple[float, float]]]:
+    """Total score, maximum, and (auto score, max) of each auto-graded test cell.
+
+    Written answers are left out of the per-cell map: nbgrader gives an untouched
+    answer an automatic 0 and a written one no auto score, and either way a person
+    grades it in formgrader.
+    """
     from nbgrader.api import Gradebook
 
+    tests = {grade_id for nb in (root / "labs" / lab).glob("*.ipynb") for grade_id in _test_sources(nb)}
     with Gradebook(nbgrader_config(root).CourseDirectory.db_url) as gb:
         sub = gb.find_submission(lab, student)
         cells = {
             g.name: (float(g.auto_score), float(g.max_score))
             for nb in sub.notebooks
             for g in nb.grades
-            if g.auto_score is not None
+            if g.auto_score is not None and g.name in tests
         }
         return float(sub.score), float(sub.max_score), cells
 
