@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from course.runtime import watch_parent
+
 HOST = "127.0.0.1"  # never another address: these jobs are for this machine only
 RESULT_PATTERN = "rank{rank}.pt"
 _WORKER_LINE = re.compile(r"(?P<tag>\[default\d+\]:)(?:\[rank\d+\]: )?(?P<text>.*)")
@@ -322,15 +324,6 @@ def _serve_store_on_loopback(listen_fd: int | None) -> None:
     static_tcp_rendezvous.TCPStore = store  # type: ignore[assignment]
 
 
-def _watch_parent(parent_pid: int, grace: float = 15.0) -> None:
-    """Stop (SIGTERM: torchrun stops its workers) when the process that started us is gone; hard exit if stuck."""
-    while os.getppid() == parent_pid:
-        time.sleep(0.25)
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(grace)
-    os._exit(1)
-
-
 def main(argv: list[str] | None = None) -> None:
     """`python -m course.distributed [--listen-fd N] [--parent-pid P] <torchrun flags> script [script args]`."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -341,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _checked(argv)
     if "--parent-pid" in ours:
         threading.Thread(
-            target=_watch_parent, args=(ours["--parent-pid"],), name="parent-watchdog", daemon=True
+            target=watch_parent, args=(ours["--parent-pid"], 15.0), name="parent-watchdog", daemon=True
         ).start()
     os.environ.setdefault("GLOO_SOCKET_IFNAME", loopback_interface())
     _serve_store_on_loopback(ours.get("--listen-fd"))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,3 +64,16 @@ def setup(seed: int = 0, device: str = "auto", threads: int | None = None) -> Ru
     torch.set_num_threads(n)
     seed_everything(seed)
     return Runtime(device=pick_device(device), threads=n, seed=seed)
+
+
+def watch_parent(parent_pid: int, grace: float = 10.0) -> None:
+    """Block until the process that started us is gone, then SIGTERM ourselves; hard exit if that hangs.
+
+    Run in a daemon thread by helper processes (uvicorn servers, torchrun agents) that a
+    notebook kernel starts, so a kernel that dies mid-lab leaves no orphan behind.
+    """
+    while os.getppid() == parent_pid:
+        time.sleep(0.25)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(grace)
+    os._exit(1)

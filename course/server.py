@@ -39,6 +39,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from course.runtime import watch_parent
+
 HOST = "127.0.0.1"  # never another address: these servers are for this machine only
 DEFAULT_APP = "course.serving:app_from_env"
 
@@ -227,15 +229,6 @@ def _logging_config(requests_log: str | None) -> dict[str, Any]:
     return config
 
 
-def _watch_parent(parent_pid: int, grace: float = 10.0) -> None:
-    """Shut down gracefully when the process that started us is gone; hard exit if that hangs."""
-    while os.getppid() == parent_pid:
-        time.sleep(0.25)
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(grace)
-    os._exit(1)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m course.server", description="uvicorn on an inherited socket")
     parser.add_argument("app", help='"module:factory", a function returning an ASGI app')
@@ -246,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.parent_pid is not None:
-        threading.Thread(target=_watch_parent, args=(args.parent_pid,), name="parent-watchdog", daemon=True).start()
+        threading.Thread(target=watch_parent, args=(args.parent_pid,), name="parent-watchdog", daemon=True).start()
     import uvicorn  # torch, if the app uses it, takes its thread count from OMP_NUM_THREADS (set by Server)
 
     sock = socket.socket(fileno=args.fd)
