@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import importlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
+import nbformat
 import pytest
 
-from course import grading
+from course import grading, milestones
 from course.labs import REGISTRY
 from course.paths import LABS, SOLUTIONS
 from tests.support import Mutant, student_of, submit
@@ -50,3 +52,16 @@ def graded(course_copy) -> dict[tuple[str, str], grading.Outcome]:
             submit(solutions, submitted / student_of(i) / lab.id, profile="smoke", mutant=mutant)
     outcomes = grading.grade(course_copy, workers=2, rebuild=False)
     return {(o.student, o.lab): o for o in outcomes}
+
+
+@pytest.fixture(scope="session")
+def solution_milestone(graded, course_copy) -> Callable[[str], milestones.Milestone]:
+    """The milestone a lab's solution recorded when nbgrader graded it."""
+
+    def read(lab_id: str) -> milestones.Milestone:
+        executed = sorted((course_copy / "grading" / "autograded" / "solution" / lab_id).glob("*.ipynb"))
+        found = [m for path in executed for m in milestones.read(nbformat.read(path, as_version=4).cells)]
+        assert len(found) == 1, f"{lab_id}'s solution recorded {len(found)} milestones, expected exactly one"
+        return found[0]
+
+    return read

@@ -2,30 +2,46 @@
 
 from __future__ import annotations
 
-import nbformat
 import pytest
 
-from course import milestones
 from tests.support import Mutant
 
 pytestmark = pytest.mark.grading
 LAB = "02-mnist-classifier"
 
 MUTANTS = [
-    Mutant("accuracy measured on the training set", cell="fit",
-           old="accuracy(model, test_loader, device)", new="accuracy(model, train_loader, device)", loses=["test-fit"]),
-    Mutant("training loop without zero_grad", cell="train-loop",
-           old="optimizer.zero_grad()", new="pass", loses=["test-train-loop"]),
-    Mutant("softmax fed to CrossEntropyLoss", cell="train-loop",
-           old="loss = loss_fn(logits, y)", new="loss = loss_fn(logits.softmax(dim=1), y)", loses=["test-train-loop"]),
+    Mutant(
+        "accuracy measured on the training set",
+        cell="fit",
+        old="accuracy(model, test_loader, device)",
+        new="accuracy(model, train_loader, device)",
+        loses=["test-fit"],
+    ),
+    Mutant(
+        "training loop without zero_grad",
+        cell="train-loop",
+        old="optimizer.zero_grad()",
+        new="pass",
+        loses=["test-train-loop"],
+    ),
+    Mutant(
+        "softmax fed to CrossEntropyLoss",
+        cell="train-loop",
+        old="loss = loss_fn(logits, y)",
+        new="loss = loss_fn(logits.softmax(dim=1), y)",
+        loses=["test-train-loop"],
+    ),
     Mutant("evaluation left in train mode", cell="accuracy", old="model.eval()", new="pass", loses=["test-accuracy"]),
-    Mutant("labels off by one", cell="mnist-dataset",
-           old="torch.as_tensor(np.asarray(labels), dtype=torch.int64)",
-           new="torch.as_tensor(np.asarray(labels), dtype=torch.int64) + 1", loses=["test-mnist-dataset"]),
+    Mutant(
+        "labels off by one",
+        cell="mnist-dataset",
+        old="torch.as_tensor(np.asarray(labels), dtype=torch.int64)",
+        new="torch.as_tensor(np.asarray(labels), dtype=torch.int64) + 1",
+        loses=["test-mnist-dataset"],
+    ),
 ]
 
 
-def test_solution_reaches_the_course_maps_target_of_99_percent(graded, course_copy):
-    executed = next((course_copy / "grading" / "autograded" / "solution" / LAB).glob("*.ipynb"))
-    (found,) = milestones.read(nbformat.read(executed, as_version=4).cells)
+def test_solution_reaches_the_course_maps_target_of_99_percent(solution_milestone):
+    found = solution_milestone(LAB)
     assert found.measured >= 99.0, found.describe()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import nbformat
 import pytest
 
-from course import milestones
 from tests.support import Mutant
 
 pytestmark = pytest.mark.grading
@@ -23,25 +21,44 @@ def in_range(p):
 Pixel = Annotated[float, AfterValidator(in_range)]"""
 
 MUTANTS = [
-    Mutant("one global bucket: every client counts against the same limit", cell="ex-limiter",
-           old="if self.window.hit(self.item, client):", new='if self.window.hit(self.item, "everyone"):',
-           loses=["test-limiter", "test-milestone"]),
-    Mutant("429 without Retry-After", cell="ex-limiter",
-           old='            headers={"Retry-After": str(retry_after)},\n', new="",
-           loses=["test-limiter", "test-milestone"]),
-    Mutant("range checked by hand as `p < 0 or p > 1`, which NaN passes (every comparison with NaN is false)",
-           cell="ex-validation", old="Pixel = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]",
-           new=NAN_PASSES, loses=["test-validation", "test-milestone"]),
-    Mutant("pixels outside [0, 1] accepted", cell="ex-validation",
-           old="Field(ge=0.0, le=1.0, allow_inf_nan=False)", new="Field(allow_inf_nan=False)",
-           loses=["test-validation", "test-milestone"]),
-    Mutant("json.loads trusted: a malformed or empty body becomes a 500", cell="ex-validation",
-           old="    try:\n        data = json.loads(body)\n    except ValueError as exc:",
-           new="    data = json.loads(body)\n    if False:", loses=["test-validation", "test-milestone"]),
+    Mutant(
+        "one global bucket: every client counts against the same limit",
+        cell="ex-limiter",
+        old="if self.window.hit(self.item, client):",
+        new='if self.window.hit(self.item, "everyone"):',
+        loses=["test-limiter", "test-milestone"],
+    ),
+    Mutant(
+        "429 without Retry-After",
+        cell="ex-limiter",
+        old='            headers={"Retry-After": str(retry_after)},\n',
+        new="",
+        loses=["test-limiter", "test-milestone"],
+    ),
+    Mutant(
+        "range checked by hand as `p < 0 or p > 1`, which NaN passes (every comparison with NaN is false)",
+        cell="ex-validation",
+        old="Pixel = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]",
+        new=NAN_PASSES,
+        loses=["test-validation", "test-milestone"],
+    ),
+    Mutant(
+        "pixels outside [0, 1] accepted",
+        cell="ex-validation",
+        old="Field(ge=0.0, le=1.0, allow_inf_nan=False)",
+        new="Field(allow_inf_nan=False)",
+        loses=["test-validation", "test-milestone"],
+    ),
+    Mutant(
+        "json.loads trusted: a malformed or empty body becomes a 500",
+        cell="ex-validation",
+        old="    try:\n        data = json.loads(body)\n    except ValueError as exc:",
+        new="    data = json.loads(body)\n    if False:",
+        loses=["test-validation", "test-milestone"],
+    ),
 ]
 
 
-def test_solution_answers_every_request_correctly(graded, course_copy):
-    executed = next((course_copy / "grading" / "autograded" / "solution" / LAB).glob("*.ipynb"))
-    (found,) = milestones.read(nbformat.read(executed, as_version=4).cells)
+def test_solution_answers_every_request_correctly(solution_milestone):
+    found = solution_milestone(LAB)
     assert found.passed and found.measured == 100.0, found.describe()
