@@ -36,6 +36,7 @@ REGISTRY: tuple[Lab, ...] = (
     Lab("02-mnist-classifier", "An MNIST classifier from scratch", budget_s=120, hours=10),
     Lab("03-debugging-training", "Debugging training", budget_s=90, hours=8),
     Lab("04-classical-ml", "Classical ML: pipelines, leakage, calibration", budget_s=60, hours=10),
+    Lab("05-transformer-finetuning", "Fine-tuning a transformer", budget_s=180, hours=12),
     Lab("06-papers", "From the paper to the code", budget_s=30, hours=10),
     Lab("07-model-packaging", "Packaging a model", budget_s=60, hours=8),
     Lab("08-rest-api", "A model behind a REST API, with rate limits", budget_s=90, hours=12),
