@@ -7,7 +7,7 @@ display.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -165,3 +165,56 @@ def sample_grid(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def latency_cdf(
+    latencies_ms: Mapping[str, Sequence[float] | np.ndarray],
+    ax: Axes | None = None,
+    marks: Sequence[float] = (50, 95, 99),
+) -> Axes:
+    """One latency CDF per variant, on a log time axis, with its percentiles marked.
+
+    A CDF shows the whole distribution at once: where the body sits, how long the
+    tail is, and whether two variants differ everywhere or only in the tail.
+    """
+    from course.latency import ecdf, percentile
+
+    ax = _axes(ax, (7, 4))
+    for name, samples in latencies_ms.items():
+        x, y = ecdf(samples)
+        if x.size == 0:
+            continue
+        (line,) = ax.step(x, y, where="post", label=f"{name} (p95 {percentile(x, 95):.1f} ms)")
+        for q in marks:
+            ax.plot(percentile(x, q), q / 100, "o", color=line.get_color(), ms=4)
+    for q in marks:
+        ax.axhline(q / 100, color="grey", lw=0.6, ls=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms, log scale)")
+    ax.set_ylabel("fraction of requests at or below")
+    ax.set_ylim(0, 1.01)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right")
+    return ax
+
+
+def throughput_latency(
+    curves: Mapping[str, Sequence[tuple[float, float]]], ax: Axes | None = None, ylabel: str = "p95 latency (ms)"
+) -> Axes:
+    """Latency against offered load, one curve per variant: where each one's knee is.
+
+    Every service's curve is flat at low load and turns up near its capacity;
+    optimizing moves the knee to the right (more load at the same latency) or the
+    whole curve down (less latency at every load).
+    """
+    ax = _axes(ax, (7, 4))
+    for name, points in curves.items():
+        pts = sorted(points)
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=name)
+    ax.set_xlabel("offered load (requests/s)")
+    ax.set_ylabel(ylabel)
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="upper left")
+    return ax

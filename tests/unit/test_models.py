@@ -23,7 +23,7 @@ def test_recipe_key_changes_with_every_field():
     assert len(keys) == 4 and base.key() == models.Recipe().key()
 
 
-@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+@pytest.mark.parametrize("arch", ["mlp", "cnn", "mlp-wide"])
 def test_architectures_map_images_to_ten_logits(arch):
     assert models.ARCHITECTURES[arch]()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
@@ -45,3 +45,11 @@ def test_pretrained_trains_once_then_loads_and_survives_a_truncated_cache(tmp_pa
     cached.write_bytes(cached.read_bytes()[:100])
     models.pretrained(cache=tmp_path)
     assert len(calls) == 2, "a truncated cache file is trained again, not trusted"
+
+
+def test_the_wide_mlp_is_big_enough_to_be_memory_bound():
+    model = models.ARCHITECTURES["mlp-wide"]()
+    weights = sum(p.numel() for p in model.parameters())
+    assert weights == 784 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 10 + 10
+    assert weights * 4 > 64 * 2**20, "float32 weights larger than any CPU cache: one image streams them from memory"
+    assert any(r.arch == "mlp-wide" for r in models.STANDARD), "warmed at set-up: training it takes about a minute"

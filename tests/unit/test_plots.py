@@ -90,3 +90,18 @@ def test_sample_grid_titles_marks_mistakes_and_hides_spare_axes() -> None:
     assert fig.get_suptitle() == "mistakes"
     with pytest.raises(ValueError):
         plots.sample_grid(images, labels=[1, 2])
+
+
+def test_latency_cdf_draws_one_step_curve_per_variant_with_its_p95() -> None:
+    rng = np.random.default_rng(0)
+    ax = plots.latency_cdf({"naive": rng.lognormal(2, 0.5, 500), "batched": rng.lognormal(0, 0.3, 500), "none": []})
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert len(labels) == 2 and labels[0].startswith("naive (p95 ") and ax.get_xscale() == "log"
+    steps = [line for line in ax.get_lines() if len(line.get_xdata()) == 500]
+    assert len(steps) == 2 and steps[0].get_ydata()[-1] == 1.0
+
+
+def test_throughput_latency_sorts_points_by_offered_load() -> None:
+    ax = plots.throughput_latency({"naive": [(160, 40.0), (50, 5.0), (100, 8.0)]})
+    (line,) = ax.get_lines()
+    assert list(line.get_xdata()) == [50, 100, 160] and list(line.get_ydata()) == [5.0, 8.0, 40.0]
