@@ -192,8 +192,9 @@ def test_swap_while_a_request_is_in_flight():
     with TestClient(app) as http:
 
         def slow():
-            answers["slow"] = http.post("/v1/predict", json={"instances": digits(1).tolist()},
-                                        headers={"X-Debug-Delay": "0.5"})
+            answers["slow"] = http.post(
+                "/v1/predict", json={"instances": digits(1).tolist()}, headers={"X-Debug-Delay": "0.5"}
+            )
 
         sender = threading.Thread(target=slow)
         sender.start()
@@ -241,8 +242,9 @@ def test_real_server_serves_logs_and_stops(tmp_path):
         slow: dict[str, httpx.Response] = {}
 
         def send_slow():
-            slow["r"] = httpx.post(server.url + "/v1/predict", json={"instances": x.tolist()},
-                                   headers={"X-Debug-Delay": "0.8"}, timeout=10)
+            slow["r"] = httpx.post(
+                server.url + "/v1/predict", json={"instances": x.tolist()}, headers={"X-Debug-Delay": "0.8"}, timeout=10
+            )
 
         sender = threading.Thread(target=send_slow)
         sender.start()
@@ -293,8 +295,9 @@ def alive(pid: int) -> bool:
 def test_server_dies_with_its_parent(tmp_path):
     """Any app factory runs (here a torch-free one, quick to start); the watchdog stops it when the parent dies."""
     (tmp_path / "plain_app.py").write_text(PLAIN_APP)
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path), str(tmp_path / "server")],
-                              stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(tmp_path), str(tmp_path / "server")], stdout=subprocess.PIPE, text=True
+    )
     try:
         pid, port = map(int, parent.stdout.readline().split())
         assert alive(pid) and not port_is_closed(port)

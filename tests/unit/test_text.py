@@ -26,8 +26,7 @@ def encoder():
 
 
 def test_mean_pool_averages_only_unmasked_positions() -> None:
-    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, -100.0]],
-                           [[5.0, 5.0], [7.0, 9.0], [0.0, 1.0]]])
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, -100.0]], [[5.0, 5.0], [7.0, 9.0], [0.0, 1.0]]])
     mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
     pooled = text.mean_pool(hidden, mask)
     torch.testing.assert_close(pooled, torch.tensor([[2.0, 3.0], [4.0, 5.0]]))
