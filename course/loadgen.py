@@ -155,11 +155,12 @@ class _Recorder:
 
     def run(self, kind: str, urls: Sequence[str], wall_s: float, cpu_s: float, **extra: Any) -> list[Run]:
         runs = []
+        sent = ~np.isnan(self.sent)  # a duration-bound run leaves preallocated slots unused
         for k, url in enumerate(urls):
-            mine = (self.target == k) & ~np.isnan(self.sent)
+            mine = (self.target == k) & sent
             runs.append(
                 Run(kind=kind, url=url, scheduled=self.scheduled[mine], sent=self.sent[mine], done=self.done[mine],
-                    status=self.status[mine], wall_s=wall_s, client_cpu_s=cpu_s * mine.sum() / max(len(self.sent), 1),
+                    status=self.status[mine], wall_s=wall_s, client_cpu_s=cpu_s * mine.sum() / max(sent.sum(), 1),
                     errors=list(self.errors), **extra)
             )  # fmt: skip
         return runs

@@ -66,6 +66,7 @@ def test_closed_loop_keeps_k_requests_in_flight(server):
     # the server does one request at a time: more clients add queueing, not throughput
     assert four.summary().p50 > 2 * one.summary().p50
     assert four.throughput < 1.5 * one.throughput
+    assert 0.01 < four.client_cpu_ms_per_request < 5, "CPU per request sent, not per preallocated slot"
 
 
 def test_capacity_of_a_one_at_a_time_server(server):
