@@ -161,6 +161,9 @@ def execute(
             # cell that runs past its time is interrupted rather than ending the run.
             allow_errors=True,
             interrupt_on_timeout=True,
+            # The kernel's own start-up notices (ipykernel warns that its local TCP channels
+            # are unencrypted) would be printed once per lab; errors still come through.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except papermill.PapermillExecutionError:
         pass  # raised after the run when a cell failed; the executed notebook is written
