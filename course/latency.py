@@ -22,7 +22,7 @@ QUANTILES = (50.0, 95.0, 99.0)
 
 def as_ms(latencies_s: Iterable[float]) -> np.ndarray:
     """Seconds (what clocks give) to milliseconds (what people read), as a float array."""
-    return np.asarray(list(latencies_s) if not isinstance(latencies_s, np.ndarray) else latencies_s, float) * 1e3
+    return np.fromiter(latencies_s, dtype=float) * 1e3
 
 
 def percentile(samples: Sequence[float] | np.ndarray, q: float) -> float:

@@ -237,7 +237,6 @@ def _closed(
         raise ValueError(f"clients must be at least 1, not {clients}")
     if n is None and duration is None:
         raise ValueError("say how long to run: n=<requests> or duration=<seconds>")
-    limit = n if n is not None else 10**7
     capacity = n if n is not None else 200_000  # preallocated slots for a duration-bounded run
     rng = np.random.default_rng(shuffle_seed)
 
@@ -256,7 +255,7 @@ def _closed(
             async def client() -> None:
                 while True:
                     i = next(counter)
-                    if i >= min(limit, capacity) or rec.now() > deadline:
+                    if i >= capacity or rec.now() > deadline:
                         return
                     k = int(next(targets))
                     rec.target[i] = k
