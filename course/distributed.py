@@ -91,6 +91,19 @@ class Run:
                 return "\n".join(m.group(0) for m in block[: end + 1][-limit:])
         return ""
 
+    def worker_tails(self, lines: int = 10) -> str:
+        """The last lines each worker printed, rank by rank.
+
+        A worker killed by a signal or aborted in C++ (a gloo error in a background thread) prints no Python
+        traceback, and the agent's own traceback says only that it died: what it printed last is the clue.
+        """
+        by_tag: dict[str, list[str]] = {}
+        for line in self.output.splitlines():
+            found = _WORKER_LINE.match(line)
+            if found:
+                by_tag.setdefault(found.group("tag"), []).append(line)
+        return "\n".join(line for tag in sorted(by_tag) for line in by_tag[tag][-lines:])
+
     def __str__(self) -> str:
         return f"torchrun job: {self.nproc} process(es), exit code {self.returncode}, {self.seconds:.1f} s wall"
 
@@ -269,8 +282,12 @@ def torchrun(
         )
     if check and run.returncode != 0:
         cause = run.first_traceback()
-        where = "The first error a worker raised" if cause else "No worker printed a traceback; the last lines"
-        raise DistributedRunError(f"the job failed (exit code {run.returncode}). {where}:\n{cause or run.tail()}")
+        if not cause:
+            cause = (f"No worker printed a traceback. What each worker printed last:\n"
+                     f"{run.worker_tails() or '(nothing)'}\nThe agent's last lines:\n{run.tail(15)}")  # fmt: skip
+        else:
+            cause = f"The first error a worker raised:\n{cause}"
+        raise DistributedRunError(f"the job failed (exit code {run.returncode}). {cause}")
     return run
 
 

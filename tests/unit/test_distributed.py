@@ -178,6 +178,25 @@ def test_a_failing_rank_raises_with_its_traceback(tmp_path):
     assert run.returncode != 0
 
 
+def test_a_rank_that_aborts_without_a_traceback_shows_its_last_lines(tmp_path):
+    script = write(
+        tmp_path,
+        "aborts.py",
+        """
+        import os
+        import torch.distributed as dist
+        dist.init_process_group("gloo")
+        if dist.get_rank() == 1:
+            print("rank one is about to abort in C code", flush=True)
+            os.abort()  # SIGABRT, as a C++ std::terminate would: no Python traceback
+        dist.destroy_process_group()
+    """,
+    )
+    with pytest.raises(distributed.DistributedRunError, match="No worker printed a traceback") as caught:
+        distributed.torchrun(script, nproc=2, timeout=180)
+    assert "[default1]:rank one is about to abort in C code" in str(caught.value)
+
+
 def test_a_job_past_its_timeout_is_stopped_with_all_its_processes(tmp_path):
     script = write(
         tmp_path,
