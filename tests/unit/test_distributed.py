@@ -160,41 +160,32 @@ def test_a_two_process_job_all_reduces_and_listens_on_loopback_only(tmp_path):
     assert not Path(run.command[run.command.index("--log-dir") + 1]).exists(), "torchrun's log folder is removed"
 
 
-def test_a_failing_rank_raises_with_its_traceback(tmp_path):
-    script = write(
-        tmp_path,
-        "fails.py",
-        """
-        import torch.distributed as dist
-        dist.init_process_group("gloo")
-        if dist.get_rank() == 1:
-            raise ValueError("rank one is broken on purpose")
-        dist.destroy_process_group()
-    """,
-    )
-    with pytest.raises(distributed.DistributedRunError, match="rank one is broken on purpose"):
+FAILING_RANK = """
+    import os
+    import torch.distributed as dist
+    dist.init_process_group("gloo")
+    if dist.get_rank() == 1:
+        {failure}
+    dist.destroy_process_group()
+"""
+
+
+@pytest.mark.parametrize(
+    ("failure", "shown"),
+    [
+        ('raise ValueError("rank one is broken on purpose")', "ValueError: rank one is broken on purpose"),
+        # SIGABRT, as a C++ std::terminate would: no Python traceback, so what the rank printed last is shown
+        ('print("rank one is about to abort", flush=True); os.abort()', "[default1]:rank one is about to abort"),
+    ],
+    ids=["traceback", "abort"],
+)
+def test_a_failing_rank_raises_with_what_it_said_last(tmp_path, failure, shown):
+    script = write(tmp_path, "fails.py", FAILING_RANK.format(failure=failure))
+    with pytest.raises(distributed.DistributedRunError) as caught:
         distributed.torchrun(script, nproc=2, timeout=180)
+    assert shown in str(caught.value)
     run = distributed.torchrun(script, nproc=2, timeout=180, check=False)
     assert run.returncode != 0
-
-
-def test_a_rank_that_aborts_without_a_traceback_shows_its_last_lines(tmp_path):
-    script = write(
-        tmp_path,
-        "aborts.py",
-        """
-        import os
-        import torch.distributed as dist
-        dist.init_process_group("gloo")
-        if dist.get_rank() == 1:
-            print("rank one is about to abort in C code", flush=True)
-            os.abort()  # SIGABRT, as a C++ std::terminate would: no Python traceback
-        dist.destroy_process_group()
-    """,
-    )
-    with pytest.raises(distributed.DistributedRunError, match="No worker printed a traceback") as caught:
-        distributed.torchrun(script, nproc=2, timeout=180)
-    assert "[default1]:rank one is about to abort in C code" in str(caught.value)
 
 
 def test_a_job_past_its_timeout_is_stopped_with_all_its_processes(tmp_path):
