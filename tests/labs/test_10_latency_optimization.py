@@ -58,7 +58,7 @@ def test_solution_reaches_the_milestone(solution_milestone):
 
     The course map's target for our own solution (a 5x cut) is a speed-up, so the benchmark reports it
     (`course run 10`, its figures in the README) instead of a timed assert here: one 6 s window per variant
-    has measured from 5.4x to 24x on the same code, depending on what else ran on the machine.
+    has measured from 3.2x to 24x on the same code, depending on what else ran on the machine.
     """
     found = solution_milestone(LAB)
     assert found.passed, found.describe()
