@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	$(BIN)/course doctor
-	$(BIN)/python -m course.models
+	$(BIN)/python -m course.serving.models
 	touch $@
 
 run: setup

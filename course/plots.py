@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from course.training import History
+from course.foundations.training import History
 
 
 def _axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
@@ -177,7 +177,7 @@ def latency_cdf(
     A CDF shows the whole distribution at once: where the body sits, how long the
     tail is, and whether two variants differ everywhere or only in the tail.
     """
-    from course.latency import ecdf, percentile
+    from course.serving.latency import ecdf, percentile
 
     ax = _axes(ax, (7, 4))
     for name, samples in latencies_ms.items():

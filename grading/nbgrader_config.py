@@ -5,7 +5,7 @@
 # the gradebook under grading/.
 from pathlib import Path
 
-from course.grading import nbgrader_config
+from course.machinery.grading import nbgrader_config
 
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
 c.merge(nbgrader_config(Path(__file__).resolve().parent.parent))

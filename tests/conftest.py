@@ -2,7 +2,7 @@
 
 Grading is the slow part of the suite, so every submission the tests need (each
 lab's solution, its untouched student notebook, a smoke-sized solution and each
-plausible wrong answer) is graded in one parallel `course.grading.grade` call, the
+plausible wrong answer) is graded in one parallel `course.machinery.grading.grade` call, the
 same code path as an instructor's `course grade`.
 """
 
@@ -16,8 +16,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course import grading, milestones
-from course.labs import REGISTRY
+from course import milestones
+from course.machinery import grading
+from course.machinery.labs import REGISTRY
 from course.paths import LABS, SOLUTIONS
 from tests.support import Mutant, student_of, submit
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 
-from course.notebooks import nbgrader_meta
+from course.machinery.notebooks import nbgrader_meta
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.cli
 
 def course(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "course.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "course.machinery.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from course import grading
-from course.labs import BY_ID
-from course.notebooks import is_test_cell, nbgrader_meta
+from course.machinery import grading
+from course.machinery.labs import BY_ID
+from course.machinery.notebooks import is_test_cell, nbgrader_meta
 from tests.support import submit
 
 pytestmark = pytest.mark.grading

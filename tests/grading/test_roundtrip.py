@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from course.labs import REGISTRY
+from course.machinery.labs import REGISTRY
 from course.paths import LABS
 from tests.conftest import mutants_of
 

@@ -1,4 +1,4 @@
-"""course.artifacts: content addressing, verification on load, schema checks, parity and model cards."""
+"""course.serving.artifacts: content addressing, verification on load, schema checks, parity and model cards."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from course import artifacts
-from course.artifacts import ArtifactError
+from course.serving import artifacts
+from course.serving.artifacts import ArtifactError
 
 pytestmark = pytest.mark.unit
 

@@ -1,6 +1,6 @@
 import pytest
 
-from course.checking import explain
+from course.machinery.checking import explain
 
 pytestmark = pytest.mark.unit
 

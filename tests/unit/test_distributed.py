@@ -1,4 +1,4 @@
-"""course.distributed: torchrun jobs on 127.0.0.1 only, results collected by rank, nothing left running."""
+"""course.foundations.distributed: torchrun jobs on 127.0.0.1 only, results collected by rank, nothing left running."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from course import distributed
+from course.foundations import distributed
 
 pytestmark = pytest.mark.unit
 
@@ -103,7 +103,7 @@ def test_a_two_process_job_all_reduces_and_listens_on_loopback_only(tmp_path):
         """
         import os, sys, torch, torch.distributed as dist
         from pathlib import Path
-        from course.distributed import save_result
+        from course.foundations.distributed import save_result
 
         def sockets(pid):
             inodes = set()

@@ -1,4 +1,4 @@
-"""course.experiments: sticky splitting, two-proportion statistics and canary guardrails."""
+"""course.serving.experiments: sticky splitting, two-proportion statistics and canary guardrails."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from course.experiments import (
+from course.serving.experiments import (
     ArmStats,
     Guardrails,
     ab_verdict,
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.unit
 def test_bucket_is_sha256_based_and_the_same_in_another_process() -> None:
     ids = [f"user-{i}" for i in range(5)]
     here = [bucket(u, "exp") for u in ids]
-    code = "from course.experiments import bucket; print([bucket(f'user-{i}', 'exp') for i in range(5)])"
+    code = "from course.serving.experiments import bucket; print([bucket(f'user-{i}', 'exp') for i in range(5)])"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert there.stdout.strip() == str(here), "a user's bucket must not depend on the process (no hash())"

@@ -1,4 +1,4 @@
-"""course.grading's own logic, without running nbgrader: prechecks and process limits."""
+"""course.machinery.grading's own logic, without running nbgrader: prechecks and process limits."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from course import grading
+from course.machinery import grading
 
 pytestmark = pytest.mark.unit
 

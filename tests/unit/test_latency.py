@@ -1,11 +1,11 @@
-"""course.latency: percentiles, their confidence intervals, CDFs and ratios on known samples."""
+"""course.serving.latency: percentiles, their confidence intervals, CDFs and ratios on known samples."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from course import latency
+from course.serving import latency
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""course.loadgen against a real uvicorn process with known timing (tests/unit/apps/timing_app.py)."""
+"""course.serving.loadgen against a real uvicorn process with known timing (tests/unit/apps/timing_app.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course import latency, loadgen
-from course.server import Server
+from course.serving import latency, loadgen
+from course.serving.server import Server
 
 pytestmark = pytest.mark.unit
 BODY = b"{}"

@@ -1,11 +1,11 @@
-"""course.models: the cached starting models of the serving labs."""
+"""course.serving.models: the cached starting models of the serving labs."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from course import models
+from course.serving import models
 
 pytestmark = pytest.mark.unit
 

@@ -1,10 +1,10 @@
-"""course.notebooks: clear errors on broken files, nbgrader's rule for test cells."""
+"""course.machinery.notebooks: clear errors on broken files, nbgrader's rule for test cells."""
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from course import notebooks
+from course.machinery import notebooks
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from course import plots
-from course.training import History
+from course.foundations.training import History
 
 plt.switch_backend("Agg")
 torch.set_num_threads(1)

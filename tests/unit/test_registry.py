@@ -1,4 +1,4 @@
-"""course.registry: a local MLflow registry, aliases, and hot reload that never drops the served model."""
+"""course.mlops.registry: a local MLflow registry, aliases, and hot reload that never drops the served model."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import mlflow
 import pytest
 import torch
 
-from course import models, registry, serving
+from course.mlops import registry
+from course.serving import models, service
 
 pytestmark = pytest.mark.unit
 
@@ -90,7 +91,7 @@ def test_watcher_swaps_atomically_and_never_empties_the_slot(store):
     old, new = tiny_model(3), tiny_model(4)
     registry.register(old, "watch-test", aliases=(registry.CHAMPION,))
     registry.register(new, "watch-test")
-    slot = serving.ModelSlot()
+    slot = service.ModelSlot()
     watcher = registry.AliasWatcher(slot, "watch-test")
     assert watcher.check_once() and slot.version == "1", "an empty slot gets the champion"
     assert not watcher.check_once() and len(watcher.swaps) == 1, "nothing to do while the alias stays put"
@@ -121,7 +122,7 @@ def test_watcher_swaps_atomically_and_never_empties_the_slot(store):
 def test_watcher_keeps_serving_when_a_version_cannot_be_served(store):
     registry.register(tiny_model(5), "broken-test", aliases=(registry.CHAMPION,))
     registry.register(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 3)), "broken-test")
-    slot = serving.ModelSlot()
+    slot = service.ModelSlot()
     watcher = registry.AliasWatcher(slot, "broken-test")
     watcher.check_once()
     served = slot.get()
@@ -141,7 +142,7 @@ def test_watcher_keeps_serving_when_a_version_cannot_be_served(store):
 def test_watcher_thread_follows_the_alias(store):
     registry.register(tiny_model(6), "thread-test", aliases=(registry.CHAMPION,))
     registry.register(tiny_model(7), "thread-test")
-    slot = serving.ModelSlot()
+    slot = service.ModelSlot()
     watcher = registry.AliasWatcher(slot, "thread-test", interval_s=0.02).start()
     try:
         deadline = time.monotonic() + 10

@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from course import labs, runtime
+from course import runtime
+from course.machinery import labs
+from course.paths import COURSE_MAP
 
 pytestmark = pytest.mark.unit
 
@@ -42,3 +44,23 @@ def test_resolve_accepts_numbers_and_ids(name):
 def test_resolve_rejects_unknown_lab_with_the_list():
     with pytest.raises(SystemExit, match="Known labs: 01-pytorch-fundamentals"):
         labs.resolve(["99"])
+
+
+def _course_map_rows() -> dict[str, tuple[float, int]]:
+    """id -> (hours, budget in s), read from the syllabus tables."""
+    rows = {}
+    for line in COURSE_MAP.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0][:2].isdigit() and cells[4].endswith(" s"):
+            rows[cells[0]] = (float(cells[3]), int(cells[4].removesuffix(" s")))
+    return rows
+
+
+def test_the_registry_agrees_with_the_course_map_in_the_repository():
+    rows = _course_map_rows()
+    assert len(rows) == 22, f"docs/course-map.md should list the 22 labs of the roadmap, found {sorted(rows)}"
+    for lab in labs.REGISTRY:
+        assert lab.id in rows, f"{lab.id} is in course/machinery/labs.py but not in docs/course-map.md"
+        assert rows[lab.id] == (lab.hours, lab.budget_s), (
+            f"{lab.id}: the course map says {rows[lab.id]} (hours, budget s), the registry {(lab.hours, lab.budget_s)}"
+        )

@@ -1,4 +1,4 @@
-"""course.serving (the app plumbing) in-process, and course.server with real uvicorn processes."""
+"""course.serving.service (the app plumbing) in-process, and course.serving.server with real uvicorn processes."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict
 
-from course import models, serving
-from course.server import Server
+from course.serving import models, service
+from course.serving.server import Server
 
 pytestmark = pytest.mark.unit
 
@@ -44,7 +44,7 @@ def expected(model: torch.nn.Module, x: torch.Tensor) -> list[int]:
 
 
 def test_slot_swaps_atomically_and_keeps_snapshots():
-    slot = serving.ModelSlot()
+    slot = service.ModelSlot()
     assert not slot.ready and slot.get() is None and slot.version is None
     a, b = tiny_model(0), tiny_model(1)
     assert slot.swap(a, "a") is None
@@ -59,7 +59,7 @@ def test_slot_swaps_atomically_and_keeps_snapshots():
 
 def test_health_readiness_and_prediction():
     model = tiny_model()
-    with TestClient(serving.create_app()) as http:  # no model: alive but not ready
+    with TestClient(service.create_app()) as http:  # no model: alive but not ready
         assert http.get("/healthz").json()["status"] == "ok"
         assert http.get("/readyz").status_code == 503
         refused = http.post("/v1/predict", json={"instances": digits(1).tolist()})
@@ -83,7 +83,7 @@ def test_loader_runs_at_startup_and_failures_show_in_readiness():
         gate.wait(5)
         return tiny_model(), "late"
 
-    with TestClient(serving.create_app(loader=slow_loader)) as http:
+    with TestClient(service.create_app(loader=slow_loader)) as http:
         assert http.get("/readyz").status_code == 503 and http.get("/healthz").status_code == 200
         gate.set()
         deadline = time.monotonic() + 5
@@ -94,7 +94,7 @@ def test_loader_runs_at_startup_and_failures_show_in_readiness():
     def broken_loader():
         raise FileNotFoundError("no such model")
 
-    with TestClient(serving.create_app(loader=broken_loader)) as http:
+    with TestClient(service.create_app(loader=broken_loader)) as http:
         deadline = time.monotonic() + 5
         while not http.get("/readyz").json().get("failed") and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -103,7 +103,7 @@ def test_loader_runs_at_startup_and_failures_show_in_readiness():
 
 
 def test_request_ids_are_echoed_when_sane_and_generated_otherwise():
-    with TestClient(serving.create_app(tiny_model(), "v1")) as http:
+    with TestClient(service.create_app(tiny_model(), "v1")) as http:
         echoed = http.post("/v1/predict", json={"instances": digits(1).tolist()}, headers={"X-Request-ID": "abc-1"})
         assert echoed.headers["x-request-id"] == "abc-1" and echoed.json()["request_id"] == "abc-1"
         for bad in ["has space", "x" * 200, "<script>"]:
@@ -128,7 +128,7 @@ def strict_parse(body: bytes) -> torch.Tensor:
 
 
 def test_parser_errors_map_to_status_codes():
-    app = serving.create_app(tiny_model(), "v1", parse=strict_parse, max_body_bytes=10_000)
+    app = service.create_app(tiny_model(), "v1", parse=strict_parse, max_body_bytes=10_000)
     with TestClient(app) as http:
         teapot = http.post("/v1/predict", content=b"teapot")
         assert teapot.status_code == 418 and teapot.json()["detail"] == "I am a teapot"
@@ -147,7 +147,7 @@ def test_many_errors_are_summarized():
     try:
         Strict.model_validate({"instances": [["a"] * 10]})
     except Exception as exc:
-        text = serving.describe(exc, limit=3)
+        text = service.describe(exc, limit=3)
     assert text.count("instances.0.") == 3 and "(and 7 more problems)" in text
 
 
@@ -161,7 +161,7 @@ def test_rate_limit_is_per_client_and_spares_health_probes():
     def by_header(request) -> str:
         return request.headers.get("x-client-id", "anonymous")
 
-    app = serving.create_app(tiny_model(), "v1", identify=by_header, limiter=two_each)
+    app = service.create_app(tiny_model(), "v1", identify=by_header, limiter=two_each)
     with TestClient(app) as http:
         a = [http.post("/v1/noop", headers={"X-Client-ID": "a"}).status_code for _ in range(3)]
         b = [http.post("/v1/noop", headers={"X-Client-ID": "b"}).status_code for _ in range(2)]
@@ -173,11 +173,11 @@ def test_rate_limit_is_per_client_and_spares_health_probes():
 
 
 def test_one_structured_log_line_per_request(caplog):
-    app = serving.create_app(tiny_model(), "v3")
-    with caplog.at_level(logging.INFO, logger=serving.REQUEST_LOG), TestClient(app) as http:
+    app = service.create_app(tiny_model(), "v3")
+    with caplog.at_level(logging.INFO, logger=service.REQUEST_LOG), TestClient(app) as http:
         http.post("/v1/predict", json={"instances": digits(2).tolist()}, headers={"X-Request-ID": "log-me"})
         http.post("/v1/predict", content=b"not json")
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == serving.REQUEST_LOG]
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == service.REQUEST_LOG]
     assert len(lines) == 2
     first, second = lines
     assert first["request_id"] == "log-me" and first["route"] == "/v1/predict" and first["status"] == 200
@@ -187,7 +187,7 @@ def test_one_structured_log_line_per_request(caplog):
 
 def test_swap_while_a_request_is_in_flight():
     old, new = tiny_model(0), tiny_model(1)
-    app = serving.create_app(old, "old", debug_delay=True)
+    app = service.create_app(old, "old", debug_delay=True)
     answers = {}
     with TestClient(app) as http:
 
@@ -210,7 +210,7 @@ def test_swap_while_a_request_is_in_flight():
 
 
 def test_debug_delay_is_off_unless_asked_for():
-    with TestClient(serving.create_app(tiny_model(), "v1", debug_delay=False)) as http:
+    with TestClient(service.create_app(tiny_model(), "v1", debug_delay=False)) as http:
         start = time.perf_counter()
         http.post("/v1/predict", json={"instances": digits(1).tolist()}, headers={"X-Debug-Delay": "3"})
         assert time.perf_counter() - start < 2
@@ -229,7 +229,7 @@ def port_is_closed(port: int) -> bool:
 
 def test_real_server_serves_logs_and_stops(tmp_path):
     model = tiny_model()
-    path = serving.save_model(model, tmp_path / "tiny.pt")
+    path = service.save_model(model, tmp_path / "tiny.pt")
     server = Server(model=path, model_version="tiny-1", scratch=tmp_path / "server", env={"COURSE_DEBUG_DELAY": "1"})
     with server:
         assert server.url.startswith("http://127.0.0.1:") and server.running
@@ -277,7 +277,7 @@ def app():
 
 PARENT = """
 import sys, time
-from course.server import Server
+from course.serving.server import Server
 server = Server("plain_app:app", pythonpath=[sys.argv[1]], scratch=sys.argv[2]).start()
 print(server.proc.pid, server.port, flush=True)
 time.sleep(60)

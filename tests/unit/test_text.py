@@ -1,4 +1,4 @@
-"""course.text: mean pooling on synthetic tensors, and the offline encoder on a few short sentences."""
+"""course.foundations.text: mean pooling on synthetic tensors, and the offline encoder on a few short sentences."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from contextlib import redirect_stderr
 import pytest
 import torch
 
-from course import text
+from course.foundations import text
 
 pytestmark = pytest.mark.unit
 torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""course.training: progress bars, evaluation, prediction and History, on tiny synthetic data."""
+"""course.foundations.training: progress bars, evaluation, prediction and History, on tiny synthetic data."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from course.training import History, evaluate, inference, predict, progress
+from course.foundations.training import History, evaluate, inference, predict, progress
 
 torch.set_num_threads(1)
 

@@ -26,8 +26,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
-from course.training import inference  # noqa: E402
-from course.training import progress as progress_bar  # noqa: E402
+from course.foundations.training import inference  # noqa: E402
+from course.foundations.training import progress as progress_bar  # noqa: E402
 
 transformers.logging.set_verbosity_error()
 transformers.logging.disable_progress_bar()

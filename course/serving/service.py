@@ -20,8 +20,9 @@ sane, a fresh one otherwise, echoed in a header and in every JSON body we write)
 `X-Model-Version` on every answer once a model is loaded, liveness (`/healthz`,
 which also counts the /v1 requests in flight) and readiness (`/readyz`: 503 until
 a model is loaded), versioned routes under `/v1`, a body-size cap (413), and one
-JSON log line per request on the logger `course.serving.requests`. `course.server.Server` runs such an app in a real
-uvicorn process and sends those lines to a file.
+JSON log line per request on the logger `course.serving.requests`.
+`course.serving.server.Server` runs such an app in a real uvicorn process and
+sends those lines to a file.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from torch import nn
 
-from course import models
+from course.serving import models
 
 Parser = Callable[[bytes], Any]  # body -> tensor (N, 784), (N, 28, 28) or (N, 1, 28, 28) of pixels in [0, 1]
 Identify = Callable[[Request], str]
@@ -121,7 +122,7 @@ def save_model(model: nn.Module, path: Path) -> Path:
 
 
 def load_model(spec: str) -> tuple[nn.Module, str]:
-    """`pretrained:mlp` / `pretrained:cnn` (course.models), or a file from `save_model`.
+    """`pretrained:mlp` / `pretrained:cnn` (course.serving.models), or a file from `save_model`.
 
     A file is unpickled, which can run code: load only files you wrote yourself.
     """
@@ -349,5 +350,5 @@ def create_app(
 
 
 def app_from_env() -> FastAPI:
-    """The default app of `course.server.Server`: COURSE_MODEL served with the lenient parser, no limiter."""
+    """The default app of `course.serving.server.Server`: COURSE_MODEL served with the lenient parser, no limiter."""
     return create_app()

@@ -7,12 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-from course import labs as lab_registry
+from course.machinery import labs as lab_registry
 from course.paths import BUILD, ROOT
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from course.grading import build
+    from course.machinery.grading import build
 
     for path in build(lab_registry.resolve(args.labs)):
         print(f"wrote {path.relative_to(ROOT)}")
@@ -20,7 +20,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from course import running
+    from course.machinery import running
 
     if args.profile == "gpu":
         import torch
@@ -45,8 +45,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from course.checking import check
-    from course.notebooks import NotebookError
+    from course.machinery.checking import check
+    from course.machinery.notebooks import NotebookError
 
     try:
         ok, text = check(Path(args.notebook), args.profile)
@@ -58,7 +58,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_grade(args: argparse.Namespace) -> int:
-    from course import grading
+    from course.machinery import grading
 
     start = time.perf_counter()
     outcomes = grading.grade(
@@ -77,7 +77,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from course.doctor import diagnose, render
+    from course.machinery.doctor import diagnose, render
 
     findings = diagnose()
     print(render(findings, args.json))

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import nbformat
 
-from course import milestones, notebooks
-from course.labs import lab_of
+from course import milestones
+from course.machinery import notebooks
+from course.machinery.labs import lab_of
 from course.paths import BUILD
 
 

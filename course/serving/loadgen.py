@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from course import latency
+from course.serving import latency
 
 JSON_HEADERS = {"content-type": "application/json"}
 MAX_ERRORS_KEPT = 5

@@ -1,8 +1,9 @@
 """The labs that exist, their budgets, and where each one's files are.
 
-The course map (docs/course-map.md in the design notes) is the specification;
-this registry holds the part the tools need. A lab's everything is found from its
-id: `solutions/<id>/`, `labs/<id>/`, `tests/labs/test_<id with underscores>.py`.
+The course map (`docs/course-map.md`, the syllabus) is the specification; this
+registry holds the part the tools need, and a unit test keeps the two in step.
+A lab's everything is found from its id: `solutions/<id>/`, `labs/<id>/`,
+`tests/labs/test_<id with underscores>.py`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ class Lab:
     @property
     def number(self) -> int:
         return int(self.id.split("-", 1)[0])
+
+    @property
+    def phase(self) -> int:
+        """1: ML foundations (01-06), 2: production serving (07-14), 3: MLOps and evals (15-22)."""
+        return 1 if self.number <= 6 else 2 if self.number <= 14 else 3
+
+    @property
+    def test_module(self) -> str:
+        """The dotted name of the lab's own tests (its plausible wrong answers)."""
+        return "tests.labs.test_" + self.id.replace("-", "_")
 
     def solution_notebooks(self, root: Path = SOLUTIONS) -> list[Path]:
         return sorted((root / self.id).glob("*.ipynb"))

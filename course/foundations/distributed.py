@@ -5,7 +5,7 @@
     per_rank = distributed.collect(out, 2)    # what each rank saved with distributed.save_result
 
 `torchrun` here is torchrun itself (`torch.distributed.run`: same flags, same environment for the
-workers: RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), started as `python -m course.distributed`
+workers: RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), started as `python -m course.foundations.distributed`
 with two changes that a shared course machine needs and a cluster does not:
 
 * Nothing listens beyond this machine. torchrun's agent hosts the rendezvous store (a TCPStore) on every
@@ -241,7 +241,7 @@ def torchrun(
         str(logs),
     ]  # --tee 3: every worker line also goes to our pipe, prefixed [default<rank>]:
     command = [
-        sys.executable, "-m", "course.distributed", "--listen-fd", str(sock.fileno()),
+        sys.executable, "-m", "course.foundations.distributed", "--listen-fd", str(sock.fileno()),
         "--parent-pid", str(os.getpid()), *flags, str(script), *[str(a) for a in args],
     ]  # fmt: skip
     child_env = {
@@ -291,7 +291,7 @@ def torchrun(
     return run
 
 
-# --- the agent side: python -m course.distributed ----------------------------------------------------------------
+# --- the agent side: python -m course.foundations.distributed --------------------------------------------------
 
 
 def _checked(argv: Sequence[str]) -> argparse.Namespace:
@@ -301,7 +301,7 @@ def _checked(argv: Sequence[str]) -> argparse.Namespace:
     args = torch_run.parse_args(list(argv))
     if args.standalone or args.rdzv_backend != "static" or args.rdzv_endpoint:
         raise SystemExit(
-            f"course.distributed runs torchrun's static rendezvous on {HOST} only: "
+            f"course.foundations.distributed runs torchrun's static rendezvous on {HOST} only: "
             "--standalone, --rdzv-backend and --rdzv-endpoint are for a cluster"
         )
     if args.master_addr != HOST:
@@ -342,7 +342,7 @@ def _serve_store_on_loopback(listen_fd: int | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m course.distributed [--listen-fd N] [--parent-pid P] <torchrun flags> script [script args]`."""
+    """`python -m course.foundations.distributed [--listen-fd N] [--parent-pid P] <torchrun flags> script [args]`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     ours: dict[str, int] = {}
     while argv and argv[0] in ("--listen-fd", "--parent-pid"):  # only leading: later ones belong to the script

@@ -5,7 +5,7 @@
 
 `Server` binds a free port on 127.0.0.1 itself and hands the listening socket to
 the child (no race for the port between choosing and binding it), starts
-`python -m course.server`, which runs uvicorn on that socket with the app factory,
+`python -m course.serving.server`, which runs uvicorn on that socket with the app factory,
 and waits until `/readyz` says 200. `stop()` sends SIGTERM, on which uvicorn stops
 accepting connections and lets the requests in flight finish, then SIGKILL if
 that takes longer than `stop_timeout`.
@@ -17,7 +17,7 @@ it at interpreter exit and when the `Server` object is garbage collected.
 
 Everything the server writes goes to its scratch folder (a temporary directory
 unless you pass one): `server.log` (uvicorn's own lines, tracebacks of 500s) and
-`requests.jsonl` (one JSON object per request, from course.serving).
+`requests.jsonl` (one JSON object per request, from course.serving.service).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from typing import Any
 from course.runtime import watch_parent
 
 HOST = "127.0.0.1"  # never another address: these servers are for this machine only
-DEFAULT_APP = "course.serving:app_from_env"
+DEFAULT_APP = "course.serving.service:app_from_env"
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -138,7 +138,7 @@ class Server:
             "COURSE_PROGRESS": "0",
         }
         cmd = [
-            sys.executable, "-m", "course.server", self.app,
+            sys.executable, "-m", "course.serving.server", self.app,
             "--fd", str(sock.fileno()), "--port", str(self.port), "--parent-pid", str(os.getpid()),
             "--requests-log", str(self.requests_path),
         ]  # fmt: skip
@@ -214,7 +214,7 @@ class Server:
         return f"Server({self.app!r}, {state}, logs in {self.scratch})"
 
 
-# --- the child process: python -m course.server ------------------------------------
+# --- the child process: python -m course.serving.server ------------------------------------
 
 
 def _logging_config(requests_log: str | None) -> dict[str, Any]:
@@ -230,7 +230,9 @@ def _logging_config(requests_log: str | None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m course.server", description="uvicorn on an inherited socket")
+    parser = argparse.ArgumentParser(
+        prog="python -m course.serving.server", description="uvicorn on an inherited socket"
+    )
     parser.add_argument("app", help='"module:factory", a function returning an ASGI app')
     parser.add_argument("--fd", type=int, required=True, help="listening socket inherited from the parent")
     parser.add_argument("--port", type=int, required=True, help="its port (for uvicorn's log lines)")
@@ -249,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
         host=HOST,
         port=args.port,
         log_config=_logging_config(args.requests_log),
-        access_log=False,  # course.serving writes a structured line per request instead
+        access_log=False,  # course.serving.service writes a structured line per request instead
         proxy_headers=False,  # no proxy in front of us: X-Forwarded-For from a client must not change its address
         timeout_graceful_shutdown=None,  # on SIGTERM, wait for every request in flight
     )

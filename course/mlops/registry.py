@@ -13,7 +13,7 @@ The registry vocabulary, as MLflow uses it:
 `local_registry(folder)` puts the tracking store and the registry in one SQLite file inside `folder`, and the
 artifacts next to it, so a lab writes nothing anywhere else and needs no tracking server. `register`,
 `set_alias`, `resolve_alias` and `load_version` are the few calls the labs make. `AliasWatcher` keeps a
-`course.serving.ModelSlot` serving the version an alias points to: it polls the alias in a thread of the server
+`course.serving.service.ModelSlot` serving the version an alias points to: it polls the alias in a thread of the server
 process, loads and checks a new version off the request path, then swaps it in atomically with
 `ModelSlot.swap`, so a promotion or a rollback drops no request and never leaves the slot empty.
 
@@ -48,14 +48,14 @@ from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from torch import nn  # noqa: E402
 
-from course.serving import ModelSlot  # noqa: E402
+from course.serving.service import ModelSlot  # noqa: E402
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 _DIGITS = re.compile(r"\d+")
 _scratch_databases: set[str] = set()  # SQLite files made by local_registry: throw-away, so no fsync
 
-log = logging.getLogger("course.serving.watcher")  # in a server process, course.server sends it to server.log
+log = logging.getLogger("course.serving.watcher")  # in a server process, course.serving.server sends it to server.log
 
 
 def quiet() -> None:
@@ -63,7 +63,7 @@ def quiet() -> None:
 
     MLflow prints 'Successfully registered model ...', INFO lines (database migrations) and a pickle warning
     through one stream object. Its own on/off switch for that stream is flipped back on by MLflow's autologging
-    hooks, so the stream is pointed at the DEBUG level of the logger `course.registry.mlflow` instead (attach a
+    hooks, so the stream is pointed at the DEBUG level of the logger `course.mlops.registry.mlflow` instead (attach a
     handler to that logger to read them). Deprecation warnings of the libraries under MLflow are ignored. Errors
     still raise.
     """
@@ -77,7 +77,7 @@ def quiet() -> None:
         warnings.filterwarnings("ignore", module=rf"{module}(\.|$)")
 
 
-_mlflow_events = logging.getLogger("course.registry.mlflow")
+_mlflow_events = logging.getLogger("course.mlops.registry.mlflow")
 
 
 def _to_debug_log(text: str) -> None:

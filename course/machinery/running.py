@@ -14,8 +14,9 @@ from pathlib import Path
 
 import nbformat
 
-from course import milestones, notebooks
-from course.labs import Lab
+from course import milestones
+from course.machinery import notebooks
+from course.machinery.labs import Lab
 from course.paths import BUILD
 
 PROFILES = ("cpu", "gpu", "full", "smoke")

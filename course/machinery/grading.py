@@ -26,8 +26,8 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from course import notebooks
-from course.labs import BY_ID, Lab
+from course.machinery import notebooks
+from course.machinery.labs import BY_ID, Lab
 from course.paths import ROOT
 from course.runtime import cpu_count
 
@@ -157,7 +157,7 @@ def _worker_command(root: Path, lab: str, student: str, cell_timeout: int) -> li
     return [
         sys.executable,
         "-m",
-        "course.grading",
+        "course.machinery.grading",
         "--root",
         str(root),
         "--cell-timeout",
@@ -313,7 +313,7 @@ def report(outcomes: list[Outcome]) -> str:
 
 
 def _worker(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course.grading")
+    parser = argparse.ArgumentParser(prog="python -m course.machinery.grading")
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--cell-timeout", type=int, default=300)
     parser.add_argument("lab")
