@@ -44,12 +44,30 @@ def apply(nb: nbformat.NotebookNode, mutant: Mutant) -> bool:
     return False
 
 
-def submit(notebooks: list[Path], dest: Path, profile: str | None = None, mutant: Mutant | None = None) -> None:
-    """Copy notebooks into a submission folder, optionally smoke-sized and mutated."""
+def truncate_after(nb: nbformat.NotebookNode, grade_ids: set[str]) -> None:
+    """Drop every cell after the last of `grade_ids`: it cannot change what those cells scored.
+
+    A wrong answer is proven by the test cells it must lose; cells run top to bottom, so
+    nothing after the last of them can change their outcome, and not running it is the
+    largest saving in the suite. Notebooks without any of these cells are left whole.
+    """
+    positions = [i for i, cell in enumerate(nb.cells) if nbgrader_meta(cell).get("grade_id") in grade_ids]
+    if positions:
+        del nb.cells[max(positions) + 1 :]
+
+
+def submit(
+    notebooks: list[Path],
+    dest: Path,
+    profile: str | None = None,
+    mutant: Mutant | None = None,
+    until: set[str] | None = None,
+) -> None:
+    """Copy notebooks into a submission folder, optionally smoke-sized, mutated, and cut after `until`."""
     dest.mkdir(parents=True, exist_ok=True)
     applied = False
     for path in notebooks:
-        if profile is None and mutant is None:
+        if profile is None and mutant is None and until is None:
             shutil.copy(path, dest / path.name)
             continue
         nb = nbformat.read(path, as_version=4)
@@ -57,6 +75,8 @@ def submit(notebooks: list[Path], dest: Path, profile: str | None = None, mutant
             set_profile(nb, profile)
         if mutant:
             applied |= apply(nb, mutant)
+        if until:
+            truncate_after(nb, until)
         nbformat.write(nb, dest / path.name)
     if mutant:
         assert applied, f"{mutant.description}: no cell '{mutant.cell}' in {[p.name for p in notebooks]}"

@@ -20,7 +20,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from course.machinery import running
+    from course.machinery import machine, running
 
     if args.profile == "gpu":
         import torch
@@ -29,12 +29,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print("The gpu profile needs CUDA and torch sees no GPU. Use the default: `course run`.", file=sys.stderr)
             return 2
     start = time.perf_counter()
+    chosen = lab_registry.resolve(args.labs)
+    line = machine.measure().line()
+    print(line, flush=True)
     results = []
-    for lab in lab_registry.resolve(args.labs):
+    for lab in chosen:
         print(f"running {lab.id} (budget {lab.budget_s} s) ...", flush=True)
         results.extend(running.run_lab(lab, args.profile))
     print()
-    print(running.scoreboard(results, args.profile))
+    print(running.scoreboard(results, args.profile, line))
     running.save(results, BUILD / "run" / args.profile / "scoreboard.json")
     ok = running.passed(results, args.profile)
     print(

@@ -90,8 +90,14 @@ def _datasets() -> list[Finding]:
     return found
 
 
+def _machine() -> Finding:
+    from course.machinery.machine import measure
+
+    return Finding("machine", True, measure().line().removeprefix("machine: "))
+
+
 def diagnose() -> list[Finding]:
-    return [_python(), *_torch(), _kernel(), *_datasets()]
+    return [_python(), *_torch(), _machine(), _kernel(), *_datasets()]
 
 
 def render(findings: list[Finding], as_json: bool = False) -> str:

@@ -53,12 +53,33 @@ def nbgrader_config(root: Path = ROOT, cell_timeout: int = 300) -> Config:
     return c
 
 
-def _api(root: Path, cell_timeout: int = 300):
+def _api(root: Path, cell_timeout: int = 300, from_outputs: bool = False):
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
     config = nbgrader_config(root, cell_timeout)
+    if from_outputs:
+        _score_recorded_outputs(config)
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+
+
+def _score_recorded_outputs(config: Config) -> None:
+    """nbgrader's autograde minus its two steps that discard a run: clearing outputs, executing again.
+
+    For notebooks we executed ourselves (our own solutions, run once by `course run`'s path):
+    nbgrader still restores every test cell from the gradebook and scores each one with its
+    own rule, from the outputs that execution left. Never for a student's submission: those
+    outputs are whatever the student's kernel chose to write.
+    """
+    from nbgrader import preprocessors as pp
+
+    config.Autograde.sanitize_preprocessors = [
+        pp.DeduplicateIds,
+        pp.OverwriteKernelspec,
+        pp.OverwriteCells,
+        pp.CheckCellMetadata,
+    ]
+    config.Autograde.autograde_preprocessors = [pp.SaveAutoGrades, pp.AssignLatePenalties, pp.CheckCellMetadata]
 
 
 def build(labs: list[Lab], root: Path = ROOT) -> list[Path]:
@@ -153,7 +174,10 @@ def discover(root: Path, labs: list[Lab] | None = None, students: list[str] | No
     return pairs
 
 
-def _worker_command(root: Path, lab: str, student: str, cell_timeout: int) -> list[str]:
+def _worker_command(
+    root: Path, lab: str, student: str, cell_timeout: int, feedback: bool = True, from_outputs: bool = False
+) -> list[str]:
+    flags = (["--no-feedback"] if not feedback else []) + (["--from-outputs"] if from_outputs else [])
     return [
         sys.executable,
         "-m",
@@ -162,6 +186,7 @@ def _worker_command(root: Path, lab: str, student: str, cell_timeout: int) -> li
         str(root),
         "--cell-timeout",
         str(cell_timeout),
+        *flags,
         lab,
         student,
     ]
@@ -209,7 +234,16 @@ def _max_score(root: Path, lab: str) -> float:
         return float(gb.find_assignment(lab).max_score)
 
 
-def grade_one(root: Path, student: str, lab_id: str, limit: float, cell_timeout: int, threads: int) -> Outcome:
+def grade_one(
+    root: Path,
+    student: str,
+    lab_id: str,
+    limit: float,
+    cell_timeout: int,
+    threads: int,
+    feedback: bool = True,
+    from_outputs: bool = False,
+) -> Outcome:
     lab = BY_ID[lab_id]
     outcome = Outcome(student, lab_id, max_score=_max_score(root, lab_id))
     problems, gradable = precheck(
@@ -227,7 +261,8 @@ def grade_one(root: Path, student: str, lab_id: str, limit: float, cell_timeout:
     }
     start = time.perf_counter()
     for attempt in range(3):  # SQLite may be briefly locked by a sibling worker
-        code, out = _run_group(_worker_command(root, lab_id, student, cell_timeout), env, limit)
+        command = _worker_command(root, lab_id, student, cell_timeout, feedback, from_outputs)
+        code, out = _run_group(command, env, limit)
         if code is None or "database is locked" not in out:
             break
         time.sleep(1 + attempt)
@@ -260,8 +295,9 @@ def grade(
     timeout: float | None = None,
     cell_timeout: int | None = None,
     rebuild: bool = True,
+    feedback: bool = True,
 ) -> list[Outcome]:
-    """Autograde every submission in parallel; write grades.csv and feedback HTML."""
+    """Autograde every submission in parallel; write grades.csv and (unless told not to) feedback HTML."""
     pairs = discover(root, labs, students)
     if not pairs:
         raise SystemExit(f"No submissions found under {root / SUBMITTED}/<student>/<lab>/.")
@@ -274,12 +310,23 @@ def grade(
         student, lab_id = pair
         budget = BY_ID[lab_id].budget_s
         limit = timeout or max(180.0, 4.0 * budget)
-        return grade_one(root, student, lab_id, limit, cell_timeout or int(min(limit, max(60, 2 * budget))), threads)
+        cells = cell_timeout or int(min(limit, max(60, 2 * budget)))
+        return grade_one(root, student, lab_id, limit, cells, threads, feedback)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         outcomes = list(pool.map(task, pairs))
     write_csv(outcomes, root / "grading" / "grades.csv")
     return outcomes
+
+
+def score_outputs(root: Path, lab_id: str, student: str, limit: float = 300) -> Outcome:
+    """Score an executed notebook already in grading/submitted/<student>/<lab>/ from its outputs.
+
+    The one execution of a solution (the `course run` path) is the evidence: nbgrader
+    restores the test cells and scores it, and writes the gradebook, without running it again.
+    Only for notebooks we executed ourselves (see `_score_recorded_outputs`).
+    """
+    return grade_one(root, student, lab_id, limit, cell_timeout=60, threads=1, feedback=False, from_outputs=True)
 
 
 def write_csv(outcomes: list[Outcome], path: Path) -> None:
@@ -316,15 +363,20 @@ def _worker(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m course.machinery.grading")
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--cell-timeout", type=int, default=300)
+    parser.add_argument("--no-feedback", action="store_true")
+    parser.add_argument("--from-outputs", action="store_true", help="score recorded outputs; do not execute")
     parser.add_argument("lab")
     parser.add_argument("student")
     args = parser.parse_args(argv)
-    api = _api(args.root, args.cell_timeout)
+    api = _api(args.root, args.cell_timeout, from_outputs=args.from_outputs)
     result = api.autograde(args.lab, args.student, force=True, create=True)
     print(result.get("log", ""))
     if not result["success"]:
         print(result.get("error", ""))
         return 1
+    if args.no_feedback:
+        print(json.dumps({"ok": True}))
+        return 0
     feedback = api.generate_feedback(args.lab, args.student, force=True)
     if not feedback["success"]:
         print("feedback failed:", feedback.get("error", ""))

@@ -26,6 +26,7 @@ PROFILES = ("cpu", "gpu", "full", "smoke")
 class LabResult:
     lab: str
     notebook: str
+    path: Path  # the executed copy: the evidence that is scored and read for the milestone
     seconds: float
     budget_s: int
     score: float
@@ -59,6 +60,7 @@ def run_lab(lab: Lab, profile: str = "cpu", out: Path = BUILD / "run") -> list[L
             LabResult(
                 lab.id,
                 src.name,
+                dst,
                 execution.seconds,
                 lab.budget_s,
                 execution.score,
@@ -71,9 +73,10 @@ def run_lab(lab: Lab, profile: str = "cpu", out: Path = BUILD / "run") -> list[L
     return results
 
 
-def scoreboard(results: list[LabResult], profile: str) -> str:
+def scoreboard(results: list[LabResult], profile: str, machine_line: str = "") -> str:
     header = f"{'lab':<26} {'milestone':<44} {'bar':>10} {'measured':>10} {'pass':>5} {'tests':>9} {'time':>12}"
-    lines = [f"Milestone scoreboard (profile: {profile})", header, "-" * len(header)]
+    lines = [f"Milestone scoreboard (profile: {profile})", *([machine_line] if machine_line else [])]
+    lines += [header, "-" * len(header)]
     for r in results:
         m = r.milestone
         op = "" if m is None else (">=" if m.higher_is_better else "<=")
@@ -99,6 +102,7 @@ def save(results: list[LabResult], path: Path) -> None:
     rows = [
         {
             **asdict(r),
+            "path": str(r.path),
             "milestone": None if r.milestone is None else {**asdict(r.milestone), "passed": r.milestone.passed},
         }
         for r in results
