@@ -57,6 +57,14 @@ REGISTRY: tuple[Lab, ...] = (
     Lab("12-versioning-rollback", "Model versioning and rollback", budget_s=90, hours=10),
     Lab("13-deployment-strategies", "Deployment strategies: shadow, canary, A/B", budget_s=60, hours=10),
     Lab("14-distributed-training", "Distributed training with DDP", budget_s=120, hours=10),
+    Lab("15-experiment-tracking", "Experiment tracking and reproducible runs", budget_s=90, hours=10),
+    Lab("16-data-validation", "Data validation, versions and training-serving skew", budget_s=60, hours=10),
+    Lab("17-eval-harness", "An eval harness that gates every deploy", budget_s=90, hours=12),
+    Lab("18-drift-detection", "Detecting and responding to drift", budget_s=90, hours=12),
+    Lab("19-incident-retrospective", "An incident, its rollback and its retrospective", budget_s=60, hours=8),
+    Lab("20-llmops-rag", "LLMOps: retrieval, a small LLM and a hybrid router", budget_s=180, hours=14),
+    Lab("21-retraining-pipeline", "A retraining pipeline with a deploy gate", budget_s=120, hours=10),
+    Lab("22-capstone-fraud", "Capstone: a real-time fraud detection system", budget_s=180, hours=20),
 )
 
 BY_ID = {lab.id: lab for lab in REGISTRY}

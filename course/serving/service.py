@@ -153,8 +153,24 @@ def loader_from_env() -> Loader | None:
 
 
 def parse_lenient(body: bytes) -> torch.Tensor:
-    """`{"instances": [...]}` to a float tensor, with no checks: good traffic only (load tests)."""
-    return torch.tensor(json.loads(body)["instances"], dtype=torch.float32)
+    """`{"instances": [...]}` to a float tensor, for load tests: no range or NaN checks (lab 08 writes those).
+
+    Lenient is not careless: a body that is not that shape still gets a 4xx that says
+    what was expected, never a 500 (a fuzzer found `{}` answering 500).
+    """
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        raise HTTPException(400, f'the body is not JSON ({exc}); send {{"instances": [[784 numbers], ...]}}') from None
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise HTTPException(422, 'expected a JSON object {"instances": [[784 numbers], ...]}')
+    try:
+        x = torch.tensor(payload["instances"], dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError, OverflowError):
+        raise HTTPException(422, "instances must be a list of images, each a list of 784 numbers") from None
+    if x.ndim < 2 or x.shape[0] == 0 or x[0].numel() != 784:
+        raise HTTPException(422, f"instances has shape {tuple(x.shape)}; expected (N, 784) or (N, 28, 28), N >= 1")
+    return x
 
 
 def peer_address(request: Request) -> str:

@@ -311,3 +311,22 @@ def test_server_dies_with_its_parent(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (b"{}", 422, "instances"),
+        (b"", 400, "not JSON"),
+        (b"\xff\xfe", 400, "not JSON"),
+        (b'{"instances": "x"}', 422, "784"),
+        (b'{"instances": [[1, 2]]}', 422, "shape"),
+        (b'{"instances": []}', 422, "shape"),
+        (b"[1, 2]", 422, "instances"),
+    ],
+)
+def test_the_lenient_parser_answers_malformed_bodies_with_a_4xx_that_says_why(body, status, says):
+    with TestClient(service.create_app(models.mlp(), "v-test")) as http:
+        response = http.post("/v1/predict", content=body)
+    assert response.status_code == status, response.text
+    assert says in response.json()["detail"]
