@@ -182,7 +182,7 @@ def test_one_structured_log_line_per_request(caplog):
     first, second = lines
     assert first["request_id"] == "log-me" and first["route"] == "/v1/predict" and first["status"] == 200
     assert first["model_version"] == "v3" and first["client"] == "ip:testclient" and first["latency_ms"] > 0
-    assert second["status"] == 500 and set(first) == set(second)
+    assert second["status"] == 400 and set(first) == set(second)
 
 
 def test_swap_while_a_request_is_in_flight():
