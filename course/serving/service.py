@@ -10,6 +10,10 @@ teaches is plugged in, not built in:
   raises is a bug and is answered 500. The default, `parse_lenient`, checks
   nothing the model does not need: it is for load tests of well-formed traffic
   (labs 09-10); lab 08 is where the real validation is written.
+* `prepare(parsed) -> tensor` turns what `parse` returned into the model's input
+  batch. The default, `as_images`, normalizes MNIST pixels; a service for another
+  kind of model (tabular features, text) passes its own, and its model is any
+  callable from that batch to logits of shape (N, classes).
 * `identify(request) -> str` names the client a request counts against (default:
   the peer address) and `limiter(client) -> Response | None` returns None to let
   a request through or the refusal to send (a 429 with Retry-After). The default
@@ -52,6 +56,7 @@ from torch import nn
 from course.serving import models
 
 Parser = Callable[[bytes], Any]  # body -> tensor (N, 784), (N, 28, 28) or (N, 1, 28, 28) of pixels in [0, 1]
+Prepare = Callable[[Any], torch.Tensor]  # what parse returned -> the model's input batch
 Identify = Callable[[Request], str]
 Limiter = Callable[[str], Response | None]
 Loader = Callable[[], tuple[nn.Module, str]]
@@ -97,7 +102,8 @@ class ModelSlot:
 
     def swap(self, model: nn.Module, version: str) -> Loaded | None:
         """Serve `model` as `version` from the next request on; returns what was served before."""
-        model.eval()
+        if hasattr(model, "eval"):  # a torch module; other callables (a wrapped scikit-learn model) have no mode
+            model.eval()
         with self._lock:
             previous, self._current = self._current, Loaded(model, str(version))
             self.error = None
@@ -204,7 +210,7 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _as_images(x: Any) -> torch.Tensor:
+def as_images(x: Any) -> torch.Tensor:
     """What `parse` returned, as normalized model input (N, 1, 28, 28); a wrong shape is a bug in `parse`."""
     x = torch.as_tensor(x)
     if x.ndim not in (2, 3, 4) or x.shape[0] == 0 or x[0].numel() != 784:
@@ -218,6 +224,7 @@ def create_app(
     *,
     loader: Loader | None = None,
     parse: Parser = parse_lenient,
+    prepare: Prepare = as_images,
     identify: Identify = peer_address,
     limiter: Limiter | None = None,
     max_body_bytes: int = 8 * 2**20,
@@ -322,7 +329,7 @@ def create_app(
     def run_model(current: Loaded, body: bytes, with_probabilities: bool, delay: float) -> dict[str, Any]:
         if delay > 0:
             time.sleep(delay)
-        x = _as_images(parse(body))
+        x = prepare(parse(body))
         with torch.inference_mode():
             logits = current.model(x)
         answer: dict[str, Any] = {"predictions": logits.argmax(dim=1).tolist()}

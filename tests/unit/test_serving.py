@@ -330,3 +330,18 @@ def test_the_lenient_parser_answers_malformed_bodies_with_a_4xx_that_says_why(bo
         response = http.post("/v1/predict", content=body)
     assert response.status_code == status, response.text
     assert says in response.json()["detail"]
+
+
+def test_the_plumbing_serves_a_model_of_another_kind_through_prepare():
+    """A tabular model: parse gives feature rows, prepare makes the batch, the model is any callable to logits."""
+
+    def parse(body: bytes) -> list[list[float]]:
+        return json.loads(body)["rows"]
+
+    def positive_if_first_feature_is(rows: torch.Tensor) -> torch.Tensor:
+        return torch.stack([-rows[:, 0], rows[:, 0]], dim=1)
+
+    app = service.create_app(positive_if_first_feature_is, "rules-1", parse=parse, prepare=torch.tensor)
+    with TestClient(app) as http:
+        answer = http.post("/v1/predict", json={"rows": [[1.0, 0.0], [-2.0, 5.0]]})
+    assert answer.status_code == 200 and answer.json()["predictions"] == [1, 0]
