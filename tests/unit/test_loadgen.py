@@ -81,6 +81,15 @@ def test_interleaved_alternates_between_services(server):
     assert np.all(np.diff(np.sort(np.concatenate([runs["work"].sent, runs["ok"].sent]))) >= 0)
 
 
+def test_interleaved_stops_at_its_duration_with_fewer_requests(server):
+    """A slow machine gets the same seconds and fewer requests, not the same requests and more seconds."""
+    runs = loadgen.interleaved({"work": server.url + "/work", "ok": server.url + "/status/200"}, BODY,
+                               n_each=100_000, duration=0.5)  # fmt: skip
+    sent = runs["work"].n + runs["ok"].n
+    assert 20 < sent < 2_000 and abs(runs["work"].n - runs["ok"].n) <= 1, (runs["work"].n, runs["ok"].n)
+    assert runs["work"].wall_s < 1.5
+
+
 def test_errors_and_timeouts_are_counted_not_raised(server):
     run = loadgen.closed_loop(server.url + "/status/503", BODY, clients=2, n=10, warmup=0)
     assert run.failed == 10 and set(run.status) == {503} and run.latency_ms().size == 0
