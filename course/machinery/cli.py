@@ -64,17 +64,25 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     from course.machinery import grading
 
     start = time.perf_counter()
+    options = grading.Options(
+        timeout=args.timeout,
+        cell_timeout=args.cell_timeout,
+        workers=args.workers,
+        sandboxed=not args.no_sandbox,
+        force=args.force,
+        memory_gib=args.memory,
+    )
     outcomes = grading.grade(
         labs=lab_registry.resolve(args.labs) if args.labs else None,
         students=args.student,
-        workers=args.workers,
-        timeout=args.timeout,
-        cell_timeout=args.cell_timeout,
+        options=options,
+        cluster=args.cluster,
     )
     print(grading.report(outcomes))
+    where = f"on the cluster {args.cluster}" if args.cluster else f"with {args.workers or 'auto'} worker(s)"
     print(
-        f"\nGraded {len(outcomes)} submission(s) in {time.perf_counter() - start:.0f} s with "
-        f"{args.workers or 'auto'} worker(s). Grades: grading/grades.csv; feedback: grading/feedback/<student>/<lab>/."
+        f"\nGraded {len(outcomes)} submission(s) in {time.perf_counter() - start:.0f} s {where}. "
+        "Grades: grading/grades.csv (every lab graded so far); feedback: grading/feedback/<student>/<lab>/."
     )
     return 0
 
@@ -131,6 +139,14 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=None, help="parallel notebooks (default: one per core)")
     g.add_argument("--timeout", type=float, default=None, help="seconds per submission (default: 4x the lab's budget)")
     g.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell before it is interrupted")
+    g.add_argument("--memory", type=float, default=None, help="GiB per submission (default: the lab's, 4)")
+    g.add_argument("--force", action="store_true", help="grade again what is unchanged since it was last graded")
+    g.add_argument("--cluster", default=None, help="a Dask scheduler (tcp://host:8786), or local:N for N local workers")
+    g.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run kernels without the sandbox: only for work you trust (your own solutions)",
+    )
     g.set_defaults(func=_cmd_grade)
 
     d = sub.add_parser("doctor", help="check Python, torch, threads, accelerator and every dataset")

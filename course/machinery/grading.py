@@ -1,32 +1,36 @@
 """nbgrader, driven for a cohort: build the release, autograde submissions in
 parallel with time limits, and write grades and feedback.
 
-nbgrader does the grading itself (restoring test cells, executing, scoring, the
-gradebook, feedback HTML). What it lacks for a cohort on a small machine is
-parallelism, a wall-clock limit per submission and a report that says in plain
-words what went wrong with each submission; that is what this module adds.
+nbgrader does the grading itself (restoring test cells, scoring, the gradebook,
+feedback HTML). What it lacks for a cohort is isolation (a student's kernel runs
+with the grader's rights: here it runs in `course.machinery.sandbox`), integrity
+checks (`course.machinery.integrity`), parallelism on one machine or a cluster, a
+wall-clock limit per submission, grades that survive a crash, and a report that
+says in plain words what went wrong with each submission.
 
-Each submission is graded in its own process group, so a notebook that loops
-forever is killed with its kernel and every other student is still graded.
+Each submission is graded by a worker process in its own process group
+(`course.machinery.autograde`), so a notebook that loops forever is killed with its
+kernel, and every other student is still graded.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
+import queue
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from traitlets.config import Config
 
-from course.machinery import notebooks
+from course.machinery import autograde, grades, notebooks, sandbox
 from course.machinery.labs import BY_ID, Lab
 from course.paths import ROOT
 from course.runtime import cpu_count
@@ -53,33 +57,33 @@ def nbgrader_config(root: Path = ROOT, cell_timeout: int = 300) -> Config:
     return c
 
 
-def _api(root: Path, cell_timeout: int = 300, from_outputs: bool = False):
+def _api(root: Path, cell_timeout: int = 300):
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
     config = nbgrader_config(root, cell_timeout)
-    if from_outputs:
-        _score_recorded_outputs(config)
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
 
 
-def _score_recorded_outputs(config: Config) -> None:
+def recorded_outputs_config() -> dict[str, list]:
     """nbgrader's autograde minus its two steps that discard a run: clearing outputs, executing again.
 
-    For notebooks we executed ourselves (our own solutions, run once by `course run`'s path):
-    nbgrader still restores every test cell from the gradebook and scores each one with its
-    own rule, from the outputs that execution left. Never for a student's submission: those
-    outputs are whatever the student's kernel chose to write.
+    nbgrader still restores every test cell from the gradebook and scores each one with
+    its own rule, from the outputs the execution left: our own solutions' one execution,
+    and a submission's execution by the grader with its kernel in the sandbox (whose
+    outputs the integrity checks have looked at).
     """
     from nbgrader import preprocessors as pp
 
-    config.Autograde.sanitize_preprocessors = [
-        pp.DeduplicateIds,
-        pp.OverwriteKernelspec,
-        pp.OverwriteCells,
-        pp.CheckCellMetadata,
-    ]
-    config.Autograde.autograde_preprocessors = [pp.SaveAutoGrades, pp.AssignLatePenalties, pp.CheckCellMetadata]
+    return {
+        "Autograde.sanitize_preprocessors": [
+            pp.DeduplicateIds,
+            pp.OverwriteKernelspec,
+            pp.OverwriteCells,
+            pp.CheckCellMetadata,
+        ],
+        "Autograde.autograde_preprocessors": [pp.SaveAutoGrades, pp.AssignLatePenalties, pp.CheckCellMetadata],
+    }
 
 
 def build(labs: list[Lab], root: Path = ROOT) -> list[Path]:
@@ -144,10 +148,11 @@ class Outcome:
     lab: str
     score: float = 0.0
     max_score: float = 0.0
-    status: str = "graded"  # graded | invalid | timeout | error
+    status: str = "graded"  # graded | review | invalid | timeout | error
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     cells: dict[str, tuple[float, float]] = field(default_factory=dict)  # grade_id -> (auto score, max)
+    digest: str = ""  # of the submitted files: an unchanged submission is not graded again
 
     @property
     def auto_score(self) -> float:
@@ -156,6 +161,25 @@ class Outcome:
     @property
     def auto_max(self) -> float:
         return sum(best for _, best in self.cells.values())
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a run grades: limits, parallelism, the sandbox, feedback."""
+
+    timeout: float | None = None  # wall-clock seconds per submission (default: 4x the lab's budget)
+    cell_timeout: int | None = None  # seconds per cell before it is interrupted
+    workers: int | None = None
+    sandboxed: bool = True
+    feedback: bool = True
+    force: bool = False  # grade again even what is unchanged since it was last graded
+    memory_gib: float | None = None
+
+    def limit_for(self, lab: Lab) -> float:
+        return self.timeout or max(180.0, 4.0 * lab.budget_s)
+
+    def cells_for(self, lab: Lab) -> int:
+        return self.cell_timeout or int(min(self.limit_for(lab), max(60, 2 * lab.budget_s)))
 
 
 def discover(root: Path, labs: list[Lab] | None = None, students: list[str] | None = None) -> list[tuple[str, str]]:
@@ -174,19 +198,17 @@ def discover(root: Path, labs: list[Lab] | None = None, students: list[str] | No
     return pairs
 
 
-def _worker_command(
-    root: Path, lab: str, student: str, cell_timeout: int, feedback: bool = True, from_outputs: bool = False
-) -> list[str]:
-    flags = (["--no-feedback"] if not feedback else []) + (["--from-outputs"] if from_outputs else [])
+def _worker_command(root: Path, lab: str, student: str, settings: autograde.Settings, stages: list[str]) -> list[str]:
     return [
         sys.executable,
         "-m",
         "course.machinery.grading",
         "--root",
         str(root),
-        "--cell-timeout",
-        str(cell_timeout),
-        *flags,
+        "--settings",
+        json.dumps(asdict(settings)),
+        "--stages",
+        ",".join(stages),
         lab,
         student,
     ]
@@ -204,6 +226,25 @@ def _run_group(cmd: list[str], env: dict[str, str], limit: float) -> tuple[int |
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
         return None, out
+
+
+def run_worker(
+    root: Path, lab: str, student: str, settings: autograde.Settings, stages: list[str], limit: float
+) -> tuple[int | None, str, autograde.Result | None]:
+    """The worker for some stages of one submission, retried while a sibling holds the SQLite gradebook."""
+    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    code, out = None, ""
+    for attempt in range(3):
+        code, out = _run_group(_worker_command(root, lab, student, settings, stages), env, limit)
+        if code is None or "database is locked" not in out:
+            break
+        time.sleep(1 + attempt)
+    result = None
+    for line in reversed(out.strip().splitlines()):
+        if line.startswith('{"reports"'):
+            result = autograde.Result(**json.loads(line))
+            break
+    return code, out, result
 
 
 def _scores(root: Path, lab: str, student: str) -> tuple[float, float, dict[str, tuple[float, float]]]:
@@ -234,118 +275,161 @@ def _max_score(root: Path, lab: str) -> float:
         return float(gb.find_assignment(lab).max_score)
 
 
-def grade_one(
-    root: Path,
-    student: str,
-    lab_id: str,
-    limit: float,
-    cell_timeout: int,
-    threads: int,
-    feedback: bool = True,
-    from_outputs: bool = False,
-) -> Outcome:
-    lab = BY_ID[lab_id]
-    outcome = Outcome(student, lab_id, max_score=_max_score(root, lab_id))
-    problems, gradable = precheck(
-        root / SUBMITTED / student / lab_id, root / "labs" / lab_id, root / "solutions" / lab_id
-    )
+def explain(result: autograde.Result, settings: autograde.Settings) -> list[str]:
+    """What the execution and the integrity checks saw, in words an instructor can act on."""
+    lines = []
+    for name, report in result.reports.items():
+        if report["stopped_at"]:
+            why = f"used {report['limit_hit']}" if report["limit_hit"] else "stopped (it died or exited)"
+            lines.append(f"{name}: the kernel {why} at {report['stopped_at']}; scored what ran before it.")
+        if report["timed_out"]:
+            lines.append(
+                f"{name}: {', '.join(report['timed_out'])} ran past {settings.cell_timeout} s and was interrupted; "
+                "it and the tests depending on it score 0."
+            )
+        if report["memory_errors"]:
+            gib = settings.limits.get("memory_gib", 4.0)
+            lines.append(f"{name}: {', '.join(report['memory_errors'])} ran out of its {gib:g} GiB of memory.")
+    if result.review:
+        lines.append(
+            "flagged for review, automatic points withheld until a person checks it in formgrader: "
+            + "; ".join(result.findings)
+        )
+    return lines
+
+
+def grade_one(root: Path, student: str, lab_id: str, settings: autograde.Settings, limit: float) -> Outcome:
+    submission = root / SUBMITTED / student / lab_id
+    outcome = Outcome(student, lab_id, max_score=_max_score(root, lab_id), digest=grades.digest(submission))
+    problems, gradable = precheck(submission, root / "labs" / lab_id, root / "solutions" / lab_id)
     outcome.problems.extend(problems)
     if not gradable:
         outcome.status = "invalid"
         return outcome
-    env = {
-        **os.environ,
-        "COURSE_THREADS": str(threads),
-        "OMP_NUM_THREADS": str(threads),
-        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-    }
     start = time.perf_counter()
-    for attempt in range(3):  # SQLite may be briefly locked by a sibling worker
-        command = _worker_command(root, lab_id, student, cell_timeout, feedback, from_outputs)
-        code, out = _run_group(command, env, limit)
-        if code is None or "database is locked" not in out:
-            break
-        time.sleep(1 + attempt)
+    code, out, result = run_worker(root, lab_id, student, settings, ["sanitize", "execute", "score"], limit)
     outcome.seconds = time.perf_counter() - start
+    return _finish(root, outcome, code, out, result, settings, limit)
+
+
+def _finish(
+    root: Path,
+    outcome: Outcome,
+    code: int | None,
+    out: str,
+    result: autograde.Result | None,
+    settings: autograde.Settings,
+    limit: float,
+) -> Outcome:
     if code is None:
         outcome.status = "timeout"
         outcome.problems.append(
-            f"grading stopped after {limit:.0f} s (the limit for {lab.id}): the notebook runs too long or "
+            f"grading stopped after {limit:.0f} s (the limit for {outcome.lab}): the notebook runs too long or "
             "loops forever. Scored 0; ask the student to find the cell that never finishes."
         )
         return outcome
-    if code != 0:
+    if code != 0 or result is None:
         outcome.status = "error"
         tail = out.strip().splitlines()[-3:]
         outcome.problems.append("nbgrader could not grade it: " + " | ".join(tail))
         return outcome
-    outcome.score, outcome.max_score, outcome.cells = _scores(root, lab_id, student)
-    if "CellTimeoutError" in out or "Interrupting kernel" in out:
-        outcome.problems.append(
-            f"a cell ran past {cell_timeout} s and was interrupted; it and the tests depending on it score 0."
-        )
+    outcome.score, outcome.max_score, outcome.cells = _scores(root, outcome.lab, outcome.student)
+    outcome.problems.extend(explain(result, settings))
+    outcome.status = "review" if result.review else "graded"
     return outcome
+
+
+def _settings(lab: Lab, options: Options, threads: int, slot: int) -> autograde.Settings:
+    limits = sandbox.Limits.for_lab(lab.budget_s, threads, options.memory_gib or lab.memory_gib)
+    return autograde.Settings(
+        cell_timeout=options.cells_for(lab),
+        threads=threads,
+        slot=slot,
+        sandboxed=options.sandboxed,
+        feedback=options.feedback,
+        limits=asdict(limits),
+    )
+
+
+def require_sandbox(options: Options) -> None:
+    """Refuse to run untrusted code without a sandbox, unless the instructor said so explicitly."""
+    if not options.sandboxed:
+        return
+    reason = sandbox.unavailable_reason()
+    if reason:
+        raise SystemExit(
+            f"Refusing to grade: student code would run with your rights, next to the solutions, the gradebook "
+            f"and every other submission, because {reason}. Install the sandbox, or pass --no-sandbox to grade "
+            "work you trust (your own solutions) without one."
+        )
 
 
 def grade(
     root: Path = ROOT,
     labs: list[Lab] | None = None,
     students: list[str] | None = None,
-    workers: int | None = None,
-    timeout: float | None = None,
-    cell_timeout: int | None = None,
+    options: Options | None = None,
     rebuild: bool = True,
-    feedback: bool = True,
+    cluster: str | None = None,
 ) -> list[Outcome]:
-    """Autograde every submission in parallel; write grades.csv and (unless told not to) feedback HTML."""
+    """Autograde every submission in parallel; keep grades.csv, results and feedback for every lab graded."""
+    options = options or Options()
+    require_sandbox(options)
     pairs = discover(root, labs, students)
     if not pairs:
         raise SystemExit(f"No submissions found under {root / SUBMITTED}/<student>/<lab>/.")
     if rebuild:  # the gradebook must know each assignment's test cells before autograding
         build(sorted({BY_ID[lab] for _, lab in pairs}, key=lambda lab: lab.id), root)
-    workers = workers or max(1, min(len(pairs), cpu_count()))
+    done = {} if options.force else grades.unchanged(root, pairs)
+    todo = [pair for pair in pairs if pair not in done]
+    workers = options.workers or max(1, min(len(todo) or 1, cpu_count()))
     threads = max(1, cpu_count() // workers)
+    if cluster:
+        from course.machinery import cluster as fanout
+
+        outcomes = fanout.grade(root, todo, options, cluster, threads)
+    else:
+        outcomes = _grade_here(root, todo, options, workers, threads)
+    by_pair = {**done, **{(o.student, o.lab): o for o in outcomes}}
+    return [by_pair[pair] for pair in pairs]
+
+
+def _grade_here(
+    root: Path, pairs: list[tuple[str, str]], options: Options, workers: int, threads: int
+) -> list[Outcome]:
+    slots: queue.Queue[int] = queue.Queue()
+    for slot in range(workers):
+        slots.put(slot)
 
     def task(pair: tuple[str, str]) -> Outcome:
         student, lab_id = pair
-        budget = BY_ID[lab_id].budget_s
-        limit = timeout or max(180.0, 4.0 * budget)
-        cells = cell_timeout or int(min(limit, max(60, 2 * budget)))
-        return grade_one(root, student, lab_id, limit, cells, threads, feedback)
+        lab, slot = BY_ID[lab_id], slots.get()
+        try:
+            outcome = grade_one(root, student, lab_id, _settings(lab, options, threads, slot), options.limit_for(lab))
+        finally:
+            slots.put(slot)
+        grades.record(root, outcome)  # at once: a crash later loses nothing already graded
+        return outcome
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        outcomes = list(pool.map(task, pairs))
-    write_csv(outcomes, root / "grading" / "grades.csv")
-    return outcomes
+        return list(pool.map(task, pairs))
 
 
 def score_outputs(root: Path, lab_id: str, student: str, limit: float = 300) -> Outcome:
-    """Score an executed notebook already in grading/submitted/<student>/<lab>/ from its outputs.
+    """Score notebooks we executed ourselves, already in grading/submitted/<student>/<lab>/, from their outputs.
 
     The one execution of a solution (the `course run` path) is the evidence: nbgrader
-    restores the test cells and scores it, and writes the gradebook, without running it again.
-    Only for notebooks we executed ourselves (see `_score_recorded_outputs`).
+    restores the test cells and scores it into the gradebook without running it again.
     """
-    return grade_one(root, student, lab_id, limit, cell_timeout=60, threads=1, feedback=False, from_outputs=True)
-
-
-def write_csv(outcomes: list[Outcome], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["student", "lab", "score", "max_score", "status", "seconds", "problems"])
-        for o in outcomes:
-            w.writerow(
-                [
-                    o.student,
-                    o.lab,
-                    f"{o.score:g}",
-                    f"{o.max_score:g}",
-                    o.status,
-                    f"{o.seconds:.1f}",
-                    " ".join(o.problems),
-                ]
-            )
+    outcome = Outcome(student, lab_id, max_score=_max_score(root, lab_id))
+    settings = autograde.Settings(cell_timeout=60, sandboxed=False, feedback=False)
+    start = time.perf_counter()
+    executed = root / autograde.EXECUTED / student / lab_id
+    shutil.rmtree(executed, ignore_errors=True)
+    shutil.copytree(root / SUBMITTED / student / lab_id, executed)
+    code, out, result = run_worker(root, lab_id, student, settings, ["score"], limit)
+    outcome.seconds = time.perf_counter() - start
+    return _finish(root, outcome, code, out, result, settings, limit)
 
 
 def report(outcomes: list[Outcome]) -> str:
@@ -362,25 +446,14 @@ def report(outcomes: list[Outcome]) -> str:
 def _worker(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m course.machinery.grading")
     parser.add_argument("--root", type=Path, required=True)
-    parser.add_argument("--cell-timeout", type=int, default=300)
-    parser.add_argument("--no-feedback", action="store_true")
-    parser.add_argument("--from-outputs", action="store_true", help="score recorded outputs; do not execute")
+    parser.add_argument("--settings", default="{}", help="JSON of autograde.Settings")
+    parser.add_argument("--stages", default="sanitize,execute,score")
     parser.add_argument("lab")
     parser.add_argument("student")
     args = parser.parse_args(argv)
-    api = _api(args.root, args.cell_timeout, from_outputs=args.from_outputs)
-    result = api.autograde(args.lab, args.student, force=True, create=True)
-    print(result.get("log", ""))
-    if not result["success"]:
-        print(result.get("error", ""))
-        return 1
-    if args.no_feedback:
-        print(json.dumps({"ok": True}))
-        return 0
-    feedback = api.generate_feedback(args.lab, args.student, force=True)
-    if not feedback["success"]:
-        print("feedback failed:", feedback.get("error", ""))
-    print(json.dumps({"ok": True}))
+    settings = autograde.Settings(**json.loads(args.settings))
+    result = autograde.run(args.root, args.lab, args.student, settings, args.stages.split(","))
+    print(json.dumps(asdict(result)))
     return 0
 
 

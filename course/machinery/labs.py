@@ -20,6 +20,7 @@ class Lab:
     title: str
     budget_s: int  # wall time of the whole solution notebook on 2 CPU cores
     hours: float  # estimated learner time at 15 h/week
+    memory_gib: float = 4.0  # what one submission may use when graded (the sandbox's limit)
 
     @property
     def number(self) -> int:

@@ -26,7 +26,16 @@ def load(path: Path) -> NotebookNode:
     """Read a notebook, turning JSON and schema problems into a plain explanation."""
     if not path.exists():
         raise NotebookError(f"{path} does not exist.")
-    text = path.read_text(encoding="utf-8", errors="replace")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise NotebookError(
+            f"{path} is not UTF-8 text: byte {exc.start} (line {line}) is 0x{raw[exc.start]:02x}, which no notebook "
+            "contains. It was probably edited or copied outside Jupyter. Open the last good copy in JupyterLab (File > "
+            "Revert to checkpoint), or re-fetch the lab from labs/ and copy your work over."
+        ) from exc
     try:
         json.loads(text)
     except json.JSONDecodeError as exc:

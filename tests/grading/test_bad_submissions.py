@@ -10,6 +10,7 @@ import pytest
 from course.machinery import grading
 from course.machinery.labs import BY_ID
 from course.machinery.notebooks import is_test_cell, nbgrader_meta
+from tests.conftest import SANDBOXED
 from tests.support import set_profile, submit
 
 pytestmark = pytest.mark.grading
@@ -57,14 +58,15 @@ def cohort(course_copy):
     nbformat.write(nb, base / "loops" / LAB.id / name)
 
     nb = smoke(solution[0])
-    for cell in _first_cells(nb, lambda c: nbgrader_meta(c).get("solution"), n=6):
+    for cell in _first_cells(nb, lambda c: nbgrader_meta(c).get("solution"), n=8):
         cell.source = "import time\ntime.sleep(7)\n" + cell.source
     (base / "too-slow" / LAB.id).mkdir(parents=True)
     nbformat.write(nb, base / "too-slow" / LAB.id / name)
 
     submit(solution, base / "good" / LAB.id, profile="smoke")
     students = ["bad-json", "deleted-test", "edited-test", "loops", "too-slow", "good"]
-    outcomes = grading.grade(course_copy, [LAB], students, workers=2, timeout=30, cell_timeout=8, rebuild=False)
+    options = grading.Options(workers=2, timeout=40, cell_timeout=8, sandboxed=SANDBOXED)
+    outcomes = grading.grade(course_copy, [LAB], students, options, rebuild=False)
     return {o.student: o for o in outcomes}, deleted, edited
 
 
@@ -103,7 +105,7 @@ def test_a_looping_cell_is_interrupted_and_only_what_it_broke_scores_zero(cohort
 def test_a_notebook_past_its_time_limit_is_stopped_and_reported(cohort):
     outcome = cohort[0]["too-slow"]
     assert outcome.status == "timeout" and outcome.score == 0
-    assert any("grading stopped after 30 s" in p for p in outcome.problems), outcome.problems
+    assert any("grading stopped after 40 s" in p for p in outcome.problems), outcome.problems
 
 
 def test_everyone_else_is_still_graded_in_full(cohort, course_copy):
