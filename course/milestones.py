@@ -9,7 +9,7 @@ files: the notebook is the record.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -61,10 +61,17 @@ def record(
     return milestone
 
 
-def read(cells: Iterable[Any]) -> list[Milestone]:
-    """Every milestone recorded in the outputs of an executed notebook's cells."""
+def read(cells: Iterable[Any], trusted: Callable[[Any], bool] | None = None) -> list[Milestone]:
+    """Every milestone recorded in the outputs of an executed notebook's cells.
+
+    `trusted` says which cells may record one: any cell can display our MIME type, so a
+    reader that must not be fooled (a stub printing a fake record) accepts only the
+    lab's own locked milestone cell.
+    """
     found = []
     for cell in cells:
+        if trusted is not None and not trusted(cell):
+            continue
         for output in cell.get("outputs", []):
             payload = output.get("data", {}).get(MIME)
             if payload:

@@ -309,7 +309,13 @@ def grade_one(root: Path, student: str, lab_id: str, settings: autograde.Setting
     start = time.perf_counter()
     code, out, result = run_worker(root, lab_id, student, settings, ["sanitize", "execute", "score"], limit)
     outcome.seconds = time.perf_counter() - start
-    return _finish(root, outcome, code, out, result, settings, limit)
+    outcome = _finish(root, outcome, code, out, result, settings, limit)
+    if result is None:  # it never reached scoring (it ran out of time, or broke the worker): still read it
+        flagged = autograde.static_findings(root, lab_id, student)
+        if flagged:
+            outcome.status = "review"
+            outcome.problems.append("flagged for review: " + "; ".join(flagged))
+    return outcome
 
 
 def _finish(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,27 @@ def is_test_cell(cell: dict[str, Any]) -> bool:
     """An auto-graded test: graded, not a place for the learner's answer."""
     meta = nbgrader_meta(cell)
     return bool(meta.get("grade")) and not meta.get("solution") and cell.get("cell_type") == "code"
+
+
+def locked_cell_judge(release: list[Path]) -> Callable[[dict[str, Any]], bool]:
+    """A predicate: is this cell one of the release's locked cells, unedited, and did it run without an error?
+
+    Only such a cell may speak for the lab (record its milestone): a learner's own cell can
+    print anything.
+    """
+    locked = {}
+    for path in release:
+        for cell in load(path).cells:
+            meta = nbgrader_meta(cell)
+            if meta.get("locked") and meta.get("grade_id"):
+                locked[meta["grade_id"]] = cell.source
+
+    def judge(cell: dict[str, Any]) -> bool:
+        grade_id = nbgrader_meta(cell).get("grade_id")
+        errors = any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+        return grade_id in locked and cell.get("source") == locked[grade_id] and not errors
+
+    return judge
 
 
 def strip_outputs(nb: NotebookNode) -> NotebookNode:
