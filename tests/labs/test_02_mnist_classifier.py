@@ -33,6 +33,20 @@ MUTANTS = [
     ),
     Mutant("evaluation left in train mode", cell="accuracy", old="model.eval()", new="pass", loses=["test-accuracy"]),
     Mutant(
+        "OneCycleLR stepped once per epoch instead of after every batch",
+        cell="fit",
+        old="device, scheduler)\n",
+        new="device)\n        scheduler.step()\n",
+        loses=["test-fit"],
+    ),
+    Mutant(
+        "the global RNG reseeded instead of a generator of the loader's own",
+        cell="make-loaders",
+        old="generator = torch.Generator().manual_seed(seed)",
+        new="torch.manual_seed(seed)\n    generator = None",
+        loses=["test-make-loaders"],
+    ),
+    Mutant(
         "labels off by one",
         cell="mnist-dataset",
         old="torch.as_tensor(np.asarray(labels), dtype=torch.int64)",
