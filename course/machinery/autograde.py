@@ -66,6 +66,9 @@ def _cache_schema_version() -> None:
 
 
 def _api(root: Path, cell_timeout: int, **overrides):
+    from course.machinery.grading import tools_on_path
+
+    tools_on_path()
     _cache_schema_version()
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory

@@ -57,7 +57,15 @@ def nbgrader_config(root: Path = ROOT, cell_timeout: int = 300) -> Config:
     return c
 
 
+def tools_on_path() -> None:
+    """nbgrader runs the `alembic` command of its environment: find it even when that is not activated."""
+    here = str(Path(sys.executable).parent)
+    if shutil.which("alembic") is None and here not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = here + os.pathsep + os.environ.get("PATH", "")
+
+
 def _api(root: Path, cell_timeout: int = 300):
+    tools_on_path()
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
@@ -256,6 +264,7 @@ def _scores(root: Path, lab: str, student: str) -> tuple[float, float, dict[str,
     """
     from nbgrader.api import Gradebook
 
+    tools_on_path()
     tests = {grade_id for nb in (root / "labs" / lab).glob("*.ipynb") for grade_id in _test_sources(nb)}
     with Gradebook(nbgrader_config(root).CourseDirectory.db_url) as gb:
         sub = gb.find_submission(lab, student)
@@ -271,6 +280,7 @@ def _scores(root: Path, lab: str, student: str) -> tuple[float, float, dict[str,
 def _max_score(root: Path, lab: str) -> float:
     from nbgrader.api import Gradebook
 
+    tools_on_path()
     with Gradebook(nbgrader_config(root).CourseDirectory.db_url) as gb:
         return float(gb.find_assignment(lab).max_score)
 

@@ -210,7 +210,8 @@ def command(argv: list[str], channels: Path, limits: Limits, threads: int, slot:
     for path in ro:
         args += ["--ro-bind", str(path), str(path)]
     disk = str(limits.disk_mib * 2**20)
-    args += ["--proc", "/proc", "--dev", "/dev"]
+    shm = "/dev/shm"  # noqa: S108 (the sandbox's own, for joblib's and torch's shared memory)
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", disk, "--tmpfs", shm]
     args += ["--size", disk, "--perms", "1777", "--tmpfs", TMP]
     args += ["--size", disk, "--perms", "0777", "--tmpfs", WORK, "--chdir", WORK]
     args += ["--bind", str(channels), str(channels)]
