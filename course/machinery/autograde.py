@@ -36,7 +36,6 @@ class Settings:
 
     cell_timeout: int = 300
     threads: int = 1
-    slot: int = 0
     sandboxed: bool = True
     feedback: bool = True
     limits: dict = field(default_factory=dict)  # sandbox.Limits fields
@@ -110,7 +109,6 @@ def execute(root: Path, lab: str, student: str, settings: Settings) -> dict[str,
             limits=sandbox.Limits(**settings.limits),
             cell_timeout=settings.cell_timeout,
             threads=settings.threads,
-            slot=settings.slot,
             sandboxed=settings.sandboxed,
         )
     return reports

@@ -42,7 +42,6 @@ from course.machinery.labs import BY_ID
 
 def execute_remotely(notebooks: dict[str, bytes], settings: dict, limit: float) -> dict:
     """On a worker: run each notebook as `course.machinery.execution` does here, within `limit` seconds in all."""
-    settings = {**settings, "slot": _slot()}
     executed, reports, start = {}, {}, time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="course-remote-") as tmp:
         for name, data in notebooks.items():
@@ -50,7 +49,7 @@ def execute_remotely(notebooks: dict[str, bytes], settings: dict, limit: float) 
             src.write_bytes(data)
             command = [sys.executable, "-m", "course.machinery.execution", str(src), str(dst), "--report", str(report),
                        "--limits", json.dumps(settings["limits"]), "--cell-timeout", str(settings["cell_timeout"]),
-                       "--threads", str(settings["threads"]), "--slot", str(settings["slot"])]  # fmt: skip
+                       "--threads", str(settings["threads"])]  # fmt: skip
             if not settings["sandboxed"]:
                 command.append("--unsandboxed")
             code, out = _run_group(command, dict(os.environ), max(1.0, limit - (time.perf_counter() - start)))
@@ -60,17 +59,6 @@ def execute_remotely(notebooks: dict[str, bytes], settings: dict, limit: float) 
                 return {"error": out.strip().splitlines()[-3:]}
             executed[name], reports[name] = dst.read_bytes(), json.loads(report.read_text())
     return {"executed": executed, "reports": reports}
-
-
-def _slot() -> int:
-    """A sandbox uid slot no other worker process on this machine uses at the same time."""
-    try:
-        from distributed import get_worker
-
-        name = get_worker().name
-        return int(name) if str(name).isdigit() else os.getpid() % 1000
-    except (ImportError, ValueError):
-        return os.getpid() % 1000
 
 
 def connect(address: str):
@@ -114,7 +102,7 @@ def _one(root: Path, client, pair: tuple[str, str], options: Options, threads: i
         outcome.status = "invalid"
         grades.record(root, outcome)
         return outcome
-    settings, limit = _settings(lab, options, threads, slot=0), options.limit_for(lab)
+    settings, limit = _settings(lab, options, threads), options.limit_for(lab)
     start = time.perf_counter()
     code, out, result = run_worker(root, lab_id, student, settings, ["sanitize"], limit)
     if code == 0:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import signal
 import tempfile
@@ -63,18 +64,17 @@ class Report:
 class SandboxedKernelManager(AsyncKernelManager):
     """A kernel manager whose kernels start inside `sandbox.command`, talking over Unix sockets."""
 
-    def configure(self, channels: Path, limits: sandbox.Limits, threads: int, slot: int, prefix: list[str]) -> None:
-        self._channels, self._limits, self._threads, self._slot, self._prefix = channels, limits, threads, slot, prefix
+    def configure(self, channels: Path, limits: sandbox.Limits, threads: int, uid: int, prefix: list[str]) -> None:
+        self._channels, self._limits, self._threads, self._uid, self._prefix = channels, limits, threads, uid, prefix
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         # A signal to the kernel's process group would reach bubblewrap too, which dies of it and takes the
         # kernel along; asked by message, the kernel interrupts itself.
         self.kernel_spec.interrupt_mode = "message"
         argv = super().format_kernel_cmd(extra_arguments)
-        uid = sandbox.uid_of(self._slot)
         for path in (self._channels, Path(self.connection_file)):
-            sandbox.give(path, uid)
-        return [*self._prefix, *sandbox.command(argv, self._channels, self._limits, self._threads, self._slot)]
+            sandbox.give(path, self._uid)
+        return [*self._prefix, *sandbox.command(argv, self._channels, self._limits, self._threads, self._uid)]
 
 
 def _error_output(name: str, message: str) -> NotebookNode:
@@ -161,6 +161,18 @@ class _Run:
         self.report.stopped_at = cell_label(self.nb.cells[index]) if index < len(self.nb.cells) else "the end"
 
 
+def _kernel_manager(
+    channels: Path, limits: sandbox.Limits, threads: int, uid: int, memory: sandbox.MemoryGroup | None, sandboxed: bool
+) -> AsyncKernelManager:
+    if sandboxed:
+        km = SandboxedKernelManager(kernel_name="python3", transport="ipc", ip=str(channels / "k"))
+        km.configure(channels, limits, threads, uid, memory.join_command() if memory else [])
+    else:
+        km = AsyncKernelManager(kernel_name="python3")
+    km.connection_file = str(channels / "kernel.json")
+    return km
+
+
 async def _execute(nb: NotebookNode, km: AsyncKernelManager, cell_timeout: int, report: Report, log) -> None:
     run = _Run(nb, km, cell_timeout, report)
     async with run.client.async_setup_kernel(stdout=log, stderr=log):
@@ -174,25 +186,43 @@ def execute(
     limits: sandbox.Limits,
     cell_timeout: int,
     threads: int = 1,
-    slot: int = 0,
     sandboxed: bool = True,
 ) -> Report:
     """Run `src` top to bottom and write the executed notebook to `dst`; the report says what was seen."""
-    nb = nbformat.read(src, as_version=4)
-    report = Report(sandboxed=sandboxed)
+    if not sandboxed:
+        return _execute_as(src, dst, limits, cell_timeout, threads, os.geteuid(), sandboxed=False)
+    with sandbox.claimed_uid() as uid:
+        sandbox.reap(uid)  # whatever an earlier kernel under this uid left
+        try:
+            return _execute_as(src, dst, limits, cell_timeout, threads, uid, sandboxed=True)
+        finally:
+            sandbox.reap(uid)  # nothing it started outlives its grading
+
+
+def _execute_as(
+    src: Path, dst: Path, limits: sandbox.Limits, cell_timeout: int, threads: int, uid: int, sandboxed: bool
+) -> Report:
+    nb, report = nbformat.read(src, as_version=4), Report(sandboxed=sandboxed)
     start = time.perf_counter()
     memory = sandbox.MemoryGroup.create(int(limits.memory_gib * 2**30)) if sandboxed else None
-    with tempfile.TemporaryDirectory(prefix="kernel-") as tmp:
-        channels = Path(tmp)
-        if sandboxed:
-            km = SandboxedKernelManager(kernel_name="python3", transport="ipc", ip=str(channels / "k"))
-            km.configure(channels, limits, threads, slot, memory.join_command() if memory else [])
-        else:
-            km = AsyncKernelManager(kernel_name="python3")
-        km.connection_file = str(channels / "kernel.json")
-        with (channels / "kernel.log").open("w") as log:
-            asyncio.run(_execute(nb, km, cell_timeout, report, log))
-        tail = (channels / "kernel.log").read_text(errors="replace")[-2000:]
+    tail = ""
+    for attempt in (1, 2):  # a kernel that dies before it ever answered is our problem, not the student's
+        with tempfile.TemporaryDirectory(prefix="kernel-") as tmp:
+            channels = Path(tmp)
+            km = _kernel_manager(channels, limits, threads, uid, memory, sandboxed)
+            with (channels / "kernel.log").open("w") as log:
+                try:
+                    asyncio.run(_execute(nb, km, cell_timeout, report, log))
+                except RuntimeError as exc:
+                    tail = (channels / "kernel.log").read_text(errors="replace")[-1500:]
+                    if "kernel_info" not in str(exc) or attempt == 2:
+                        raise RuntimeError(f"{exc}; the kernel's last words: {tail}") from exc
+                    nb, report = nbformat.read(src, as_version=4), Report(sandboxed=sandboxed)
+                    if sandboxed:
+                        sandbox.reap(uid)
+                    continue
+            tail = (channels / "kernel.log").read_text(errors="replace")[-2000:]
+        break
     report.seconds = time.perf_counter() - start
     if memory is not None:
         report.peak_memory_gib = memory.peak_bytes() / 2**30
@@ -213,7 +243,6 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limits", default="{}", help="JSON of sandbox.Limits fields")
     parser.add_argument("--cell-timeout", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--slot", type=int, default=0)
     parser.add_argument("--unsandboxed", action="store_true")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a killed grader still cleans up its kernel
@@ -223,7 +252,6 @@ def _main(argv: list[str] | None = None) -> int:
         limits=sandbox.Limits(**json.loads(args.limits)),
         cell_timeout=args.cell_timeout,
         threads=args.threads,
-        slot=args.slot,
         sandboxed=not args.unsandboxed,
     )
     args.report.write_text(report.to_json())

@@ -15,8 +15,8 @@ kernel, and every other student is still graded.
 
 from __future__ import annotations
 
-import argparse
-import json
+import atexit
+import functools
 import os
 import queue
 import shutil
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from course.machinery import autograde, grades, notebooks, sandbox
+from course.machinery import autograde, grades, notebooks, sandbox, workers
 from course.machinery.labs import BY_ID, Lab
 from course.paths import ROOT
 from course.runtime import cpu_count
@@ -206,22 +206,6 @@ def discover(root: Path, labs: list[Lab] | None = None, students: list[str] | No
     return pairs
 
 
-def _worker_command(root: Path, lab: str, student: str, settings: autograde.Settings, stages: list[str]) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "course.machinery.grading",
-        "--root",
-        str(root),
-        "--settings",
-        json.dumps(asdict(settings)),
-        "--stages",
-        ",".join(stages),
-        lab,
-        student,
-    ]
-
-
 def _run_group(cmd: list[str], env: dict[str, str], limit: float) -> tuple[int | None, str]:
     """Run a command in its own process group; kill the whole group at the limit."""
     proc = subprocess.Popen(
@@ -237,22 +221,22 @@ def _run_group(cmd: list[str], env: dict[str, str], limit: float) -> tuple[int |
 
 
 def run_worker(
-    root: Path, lab: str, student: str, settings: autograde.Settings, stages: list[str], limit: float
+    root: Path,
+    lab: str,
+    student: str,
+    settings: autograde.Settings,
+    stages: list[str],
+    limit: float,
+    worker: workers.Worker | None = None,
 ) -> tuple[int | None, str, autograde.Result | None]:
-    """The worker for some stages of one submission, retried while a sibling holds the SQLite gradebook."""
-    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-    code, out = None, ""
-    for attempt in range(3):
-        code, out = _run_group(_worker_command(root, lab, student, settings, stages), env, limit)
-        if code is None or "database is locked" not in out:
-            break
-        time.sleep(1 + attempt)
-    result = None
-    for line in reversed(out.strip().splitlines()):
-        if line.startswith('{"reports"'):
-            result = autograde.Result(**json.loads(line))
-            break
-    return code, out, result
+    """Some stages of one submission in a worker process: `worker` (warm, reused), or a fresh one."""
+    own = worker is None
+    worker = worker or workers.Worker()
+    try:
+        return worker.run(workers.job(root, lab, student, settings, stages), limit)
+    finally:
+        if own:
+            worker.close()
 
 
 def _scores(root: Path, lab: str, student: str) -> tuple[float, float, dict[str, tuple[float, float]]]:
@@ -308,7 +292,14 @@ def explain(result: autograde.Result, settings: autograde.Settings) -> list[str]
     return lines
 
 
-def grade_one(root: Path, student: str, lab_id: str, settings: autograde.Settings, limit: float) -> Outcome:
+def grade_one(
+    root: Path,
+    student: str,
+    lab_id: str,
+    settings: autograde.Settings,
+    limit: float,
+    worker: workers.Worker | None = None,
+) -> Outcome:
     submission = root / SUBMITTED / student / lab_id
     outcome = Outcome(student, lab_id, max_score=_max_score(root, lab_id), digest=grades.digest(submission))
     problems, gradable = precheck(submission, root / "labs" / lab_id, root / "solutions" / lab_id)
@@ -317,7 +308,7 @@ def grade_one(root: Path, student: str, lab_id: str, settings: autograde.Setting
         outcome.status = "invalid"
         return outcome
     start = time.perf_counter()
-    code, out, result = run_worker(root, lab_id, student, settings, ["sanitize", "execute", "score"], limit)
+    code, out, result = run_worker(root, lab_id, student, settings, ["sanitize", "execute", "score"], limit, worker)
     outcome.seconds = time.perf_counter() - start
     outcome = _finish(root, outcome, code, out, result, settings, limit)
     if result is None:  # it never reached scoring (it ran out of time, or broke the worker): still read it
@@ -355,12 +346,11 @@ def _finish(
     return outcome
 
 
-def _settings(lab: Lab, options: Options, threads: int, slot: int) -> autograde.Settings:
+def _settings(lab: Lab, options: Options, threads: int) -> autograde.Settings:
     limits = sandbox.Limits.for_lab(lab.budget_s, threads, options.memory_gib or lab.memory_gib)
     return autograde.Settings(
         cell_timeout=options.cells_for(lab),
         threads=threads,
-        slot=slot,
         sandboxed=options.sandboxed,
         feedback=options.feedback,
         limits=asdict(limits),
@@ -398,37 +388,43 @@ def grade(
         build(sorted({BY_ID[lab] for _, lab in pairs}, key=lambda lab: lab.id), root)
     done = {} if options.force else grades.unchanged(root, pairs)
     todo = [pair for pair in pairs if pair not in done]
-    workers = options.workers or max(1, min(len(todo) or 1, cpu_count()))
-    threads = max(1, cpu_count() // workers)
+    parallel = options.workers or max(1, min(len(todo) or 1, cpu_count()))
+    threads = max(1, cpu_count() // parallel)
     if cluster:
         from course.machinery import cluster as fanout
 
         outcomes = fanout.grade(root, todo, options, cluster, threads)
     else:
-        outcomes = _grade_here(root, todo, options, workers, threads)
+        outcomes = _grade_here(root, todo, options, parallel, threads)
     by_pair = {**done, **{(o.student, o.lab): o for o in outcomes}}
     return [by_pair[pair] for pair in pairs]
 
 
 def _grade_here(
-    root: Path, pairs: list[tuple[str, str]], options: Options, workers: int, threads: int
+    root: Path, pairs: list[tuple[str, str]], options: Options, parallel: int, threads: int
 ) -> list[Outcome]:
-    slots: queue.Queue[int] = queue.Queue()
-    for slot in range(workers):
-        slots.put(slot)
+    """`parallel` warm workers fed from one queue of submissions; each kernel claims a sandbox uid of its own."""
+    idle: queue.Queue[workers.Worker] = queue.Queue()
+    pool = [workers.Worker() for _ in range(parallel)]
+    for worker in pool:
+        idle.put(worker)
 
     def task(pair: tuple[str, str]) -> Outcome:
         student, lab_id = pair
-        lab, slot = BY_ID[lab_id], slots.get()
+        lab, worker = BY_ID[lab_id], idle.get()
         try:
-            outcome = grade_one(root, student, lab_id, _settings(lab, options, threads, slot), options.limit_for(lab))
+            outcome = grade_one(root, student, lab_id, _settings(lab, options, threads), options.limit_for(lab), worker)
         finally:
-            slots.put(slot)
+            idle.put(worker)
         grades.record(root, outcome)  # at once: a crash later loses nothing already graded
         return outcome
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(task, pairs))
+    try:
+        with ThreadPoolExecutor(max_workers=parallel) as executor:
+            return list(executor.map(task, pairs))
+    finally:
+        for worker in pool:
+            worker.close()
 
 
 def score_outputs(root: Path, lab_id: str, student: str, limit: float = 300) -> Outcome:
@@ -443,9 +439,17 @@ def score_outputs(root: Path, lab_id: str, student: str, limit: float = 300) -> 
     executed = root / autograde.EXECUTED / student / lab_id
     shutil.rmtree(executed, ignore_errors=True)
     shutil.copytree(root / SUBMITTED / student / lab_id, executed)
-    code, out, result = run_worker(root, lab_id, student, settings, ["score"], limit)
+    code, out, result = run_worker(root, lab_id, student, settings, ["score"], limit, _scoring_worker())
     outcome.seconds = time.perf_counter() - start
     return _finish(root, outcome, code, out, result, settings, limit)
+
+
+@functools.cache
+def _scoring_worker() -> workers.Worker:
+    """One warm worker for every `score_outputs` call of a process (the suite scores 22 solutions in a row)."""
+    worker = workers.Worker()
+    atexit.register(worker.close)
+    return worker
 
 
 def report(outcomes: list[Outcome]) -> str:
@@ -454,24 +458,3 @@ def report(outcomes: list[Outcome]) -> str:
         lines.append(f"{o.student:<16} {o.lab:<26} {o.score:>5g}/{o.max_score:<5g}  {o.status:<8} {o.seconds:>6.1f}s")
         lines.extend(f"    - {p}" for p in o.problems)
     return "\n".join(lines)
-
-
-# --- the worker: one submission, in its own process ------------------------------
-
-
-def _worker(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course.machinery.grading")
-    parser.add_argument("--root", type=Path, required=True)
-    parser.add_argument("--settings", default="{}", help="JSON of autograde.Settings")
-    parser.add_argument("--stages", default="sanitize,execute,score")
-    parser.add_argument("lab")
-    parser.add_argument("student")
-    args = parser.parse_args(argv)
-    settings = autograde.Settings(**json.loads(args.settings))
-    result = autograde.run(args.root, args.lab, args.student, settings, args.stages.split(","))
-    print(json.dumps(asdict(result)))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_worker(sys.argv[1:]))

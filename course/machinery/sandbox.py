@@ -23,11 +23,14 @@ network with it.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +38,8 @@ from course.paths import BUILD, DATASETS, ROOT
 
 WORK = "/home/student"  # the kernel's working folder inside the sandbox (tmpfs)
 TMP = "/tmp"  # noqa: S108 (the sandbox's own tmpfs, private to one kernel)
-FIRST_UID = 61000  # sandbox uids: one per concurrent submission, FIRST_UID + slot
+FIRST_UID, UIDS = 61000, 1000  # a root grader's sandbox uids: one per kernel running now, on this machine
+UID_LOCKS = Path("/run/lock/mle-course")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -201,7 +205,7 @@ def _parents_first(paths: list[Path]) -> list[str]:
     return [p for p in seen if not any(p == str(t) or p.startswith(str(t) + "/") for t in paths)]
 
 
-def command(argv: list[str], channels: Path, limits: Limits, threads: int, slot: int = 0) -> list[str]:
+def command(argv: list[str], channels: Path, limits: Limits, threads: int, uid: int) -> list[str]:
     """`argv` (a kernel's command line) run inside the sandbox, talking to us through `channels`."""
     ro = readable_paths()
     args = ["bwrap", *_namespace_flags(), "--die-with-parent", "--new-session", "--clearenv"]
@@ -217,20 +221,74 @@ def command(argv: list[str], channels: Path, limits: Limits, threads: int, slot:
     args += ["--bind", str(channels), str(channels)]
     for key, value in environment(threads).items():
         args += ["--setenv", key, value]
-    args += ["--", *_drop_privileges(slot), *_rlimits(limits), *argv]
+    args += ["--", *_drop_privileges(uid), *_rlimits(limits), *argv]
     return args
 
 
-def _drop_privileges(slot: int) -> list[str]:
+def _drop_privileges(uid: int) -> list[str]:
     if os.geteuid() != 0:
         return []  # already unprivileged, and mapped to nobody by the user namespace
-    uid = FIRST_UID + slot
     return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all", "--no-new-privs", "--"]
 
 
-def uid_of(slot: int) -> int:
-    """The uid a sandboxed kernel runs as: its own per slot under a root grader, else the grader's."""
-    return FIRST_UID + slot if os.geteuid() == 0 else os.geteuid()
+@contextmanager
+def claimed_uid() -> Iterator[int]:
+    """A sandbox uid no other kernel on this machine uses while we hold it (any process: a lock file per uid).
+
+    Under a root grader every kernel gets a uid of its own, so its process limit counts its
+    processes only, and `reap` kills only what it started. An unprivileged grader has one uid.
+    """
+    if os.geteuid() != 0:
+        yield os.geteuid()
+        return
+    UID_LOCKS.mkdir(parents=True, exist_ok=True)
+    for uid in range(FIRST_UID, FIRST_UID + UIDS):
+        with (UID_LOCKS / f"{uid}.lock").open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            try:
+                yield uid
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+            return
+    raise SandboxUnavailable(f"all {UIDS} sandbox uids from {FIRST_UID} are in use on this machine")
+
+
+def reap(uid: int, wait_s: float = 15.0) -> int:
+    """Kill every process of a sandbox uid and wait until the kernel has let them go; how many there were.
+
+    The pid namespace dies with the sandbox, but a fork bomb's thousands of processes take
+    a moment to go, and until they have gone they count against the next kernel's process
+    limit under the same uid. Only for a root grader's own sandbox uids.
+    """
+    if os.geteuid() != 0 or uid < FIRST_UID:
+        return 0
+    import signal
+    import time
+
+    def alive() -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if entry.stat().st_uid == uid:
+                        pids.append(int(entry.name))
+                except OSError:
+                    pass
+        return pids
+
+    found = alive()
+    deadline = time.monotonic() + wait_s
+    while (pids := alive()) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.05)
+    return len(found)
 
 
 def give(path: Path, uid: int) -> None:

@@ -67,7 +67,7 @@ def test_each_plausible_wrong_answer_loses_the_cells_it_should(graded, lab_id):
     for i, mutant in enumerate(mutants):
         assert mutant.loses, f"'{mutant.description}' names no test cell it must lose"
         wrong = graded[(f"wrong{i:02d}", lab_id)]
-        assert wrong.status == "graded", wrong.problems
+        assert wrong.status in ("graded", "review"), wrong.problems  # review: the integrity scan caught it too
         for cell in mutant.loses:
             base_score, best = smoke.cells[cell]
             assert base_score == best, f"{cell} fails even without the mutation; the check proves nothing"
