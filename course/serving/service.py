@@ -27,6 +27,12 @@ a model is loaded), versioned routes under `/v1`, a body-size cap (413), and one
 JSON log line per request on the logger `course.serving.requests`.
 `course.serving.server.Server` runs such an app in a real uvicorn process and
 sends those lines to a file.
+
+Two opt-ins, both off by default, turn the service into evidence for an incident
+(lab 19): `metrics=True` serves `/metrics` in Prometheus' text format (requests by
+route template, status and model version, a latency histogram, predicted classes
+by model version), and `log_predictions=True` adds each answer's `predictions` to
+its log line, so that labels arriving later can be joined to what was answered.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from torch import nn
 
 from course.serving import models
@@ -65,6 +72,8 @@ REQUEST_LOG = "course.serving.requests"  # one JSON object per line, one line pe
 ERROR_LOG = "course.serving.errors"  # tracebacks of 500s and failed model loads
 VERSIONED = "/v1/"  # routes under this prefix are rate limited; /healthz and /readyz never are
 MAX_DEBUG_DELAY_S = 5.0
+# seconds; a request of the MNIST service takes a few milliseconds, a stalled one seconds
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 request_log = logging.getLogger(REQUEST_LOG)
@@ -203,6 +212,68 @@ def error_response(status: int, detail: Any, request_id: str, headers: dict[str,
     return JSONResponse({"detail": detail, "request_id": request_id}, status_code=status, headers=headers)
 
 
+# --- metrics, when asked for -------------------------------------------------------
+
+
+class ServiceMetrics:
+    """The Prometheus metrics of one app, in a registry of its own.
+
+    A registry per app (not prometheus_client's global one) lets several apps live in
+    one process, as they do in tests, without sharing or clashing counters. Labels are
+    bounded on purpose: the route *template* (`/v1/predict`, never a raw path a client
+    made up, which would grow one series per typo), the status code, the model version,
+    and the predicted class. A client id is not a label: clients are unbounded.
+    """
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "http_requests",
+            "HTTP requests answered, by route template, status code and the model version that answered",
+            ["route", "status", "model_version"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "Time from the request's arrival to its answer, by route template and model version",
+            ["route", "model_version"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "model_predictions",
+            "Predicted classes, one per answered instance, by model version",
+            ["model_version", "predicted"],
+            registry=self.registry,
+        )
+
+    def observe(
+        self, route: str, status: int, version: str | None, seconds: float, predictions: list[Any] | None
+    ) -> None:
+        served = version or "none"
+        self.requests.labels(route, str(status), served).inc()
+        self.latency.labels(route, served).observe(seconds)
+        for predicted in predictions or ():
+            self.predictions.labels(served, str(predicted)).inc()
+
+    def exposition(self) -> Response:
+        """Everything in the registry, in the text format a Prometheus server scrapes."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def route_template(app: FastAPI, request: Request) -> str:
+    """The path of the route a request matches (`/v1/predict`), or `unmatched`: a bounded label."""
+    for route in app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:  # PARTIAL: the path matched, the method did not (405)
+            return getattr(route, "path", "unmatched")
+    return "unmatched"
+
+
 # --- the app ----------------------------------------------------------------------
 
 
@@ -229,6 +300,8 @@ def create_app(
     limiter: Limiter | None = None,
     max_body_bytes: int = 8 * 2**20,
     debug_delay: bool | None = None,
+    metrics: bool = False,
+    log_predictions: bool = False,
     title: str = "MNIST digit classifier",
 ) -> FastAPI:
     """A FastAPI app serving an MNIST classifier; see the module docstring for the parts.
@@ -239,7 +312,8 @@ def create_app(
     (default: the COURSE_DEBUG_DELAY env flag) lets a client make `/v1/predict` sleep
     up to 5 s through an `X-Debug-Delay: <seconds>` header, after it has taken its
     model snapshot: that is how the labs put a request in flight on purpose. Never
-    turn it on in production.
+    turn it on in production. `metrics` serves `/metrics` (see `ServiceMetrics`);
+    `log_predictions` writes each answer's predictions into its log line.
     """
     slot = ModelSlot(model, version)
     loader = loader if (loader is not None or model is not None) else loader_from_env()
@@ -262,6 +336,8 @@ def create_app(
 
     app = FastAPI(title=title, lifespan=lifespan)
     app.state.slot = slot
+    meter = ServiceMetrics() if metrics else None
+    app.state.metrics = meter
     in_flight = [0]  # versioned requests being served now; only the event loop thread touches it
 
     @app.middleware("http")
@@ -287,6 +363,7 @@ def create_app(
         served = getattr(request.state, "model_version", None) or slot.version
         if served:
             response.headers["X-Model-Version"] = served
+        elapsed = time.perf_counter() - start
         line = {
             "ts": round(time.time(), 3),
             "request_id": rid,
@@ -294,10 +371,15 @@ def create_app(
             "method": request.method,
             "route": request.url.path,
             "status": response.status_code,
-            "latency_ms": round((time.perf_counter() - start) * 1000, 3),
+            "latency_ms": round(elapsed * 1000, 3),
             "model_version": served,
         }
+        predictions = getattr(request.state, "predictions", None)  # set by /v1/predict when it answered
+        if log_predictions and predictions is not None:
+            line["predictions"] = predictions
         request_log.info(json.dumps(line))
+        if meter is not None:
+            meter.observe(route_template(app, request), response.status_code, served, elapsed, predictions)
         return response
 
     @app.get("/healthz")
@@ -320,6 +402,13 @@ def create_app(
             {"model_version": slot.version, "ready": slot.ready, "request_id": request_id_of(request)},
             status_code=200 if slot.ready else 503,
         )
+
+    if meter is not None:
+
+        @app.get("/metrics")
+        async def prometheus_metrics() -> Response:
+            """What a Prometheus server scrapes: counters and histograms since the process started."""
+            return meter.exposition()
 
     @app.post("/v1/noop")
     async def noop(request: Request) -> JSONResponse:
@@ -367,6 +456,7 @@ def create_app(
             return error_response(exc.status_code, exc.detail, rid, dict(exc.headers or {}))
         except ValidationError as exc:
             return error_response(422, describe(exc), rid)
+        request.state.predictions = answer["predictions"]
         return JSONResponse({**answer, "model_version": current.version, "request_id": rid})
 
     return app

@@ -345,3 +345,76 @@ def test_the_plumbing_serves_a_model_of_another_kind_through_prepare():
     with TestClient(app) as http:
         answer = http.post("/v1/predict", json={"rows": [[1.0, 0.0], [-2.0, 5.0]]})
     assert answer.status_code == 200 and answer.json()["predictions"] == [1, 0]
+
+
+# --- opt-in evidence: Prometheus metrics and predictions in the log ------------------------------
+
+
+def scraped(http: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """/metrics as {(sample name, sorted labels): value}, read with prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    answer = http.get("/metrics")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(answer.text)
+        for s in family.samples
+    }
+
+
+def test_metrics_and_prediction_logging_are_off_by_default(caplog):
+    app = service.create_app(tiny_model())
+    with caplog.at_level(logging.INFO, logger=service.REQUEST_LOG), TestClient(app) as http:
+        assert http.get("/metrics").status_code == 404
+        http.post("/v1/predict", json={"instances": digits(2).tolist()})
+    line = json.loads(caplog.records[-1].getMessage())
+    assert "predictions" not in line and http.app.state.metrics is None
+
+
+def test_metrics_count_requests_latency_and_predicted_classes():
+    model = tiny_model()
+    x = digits(6)
+    with TestClient(service.create_app(model, "v3", metrics=True)) as http:
+        for _ in range(2):
+            assert http.post("/v1/predict", json={"instances": x.tolist()}).status_code == 200
+        assert http.post("/v1/predict", content=b"{}").status_code == 422
+        assert http.get("/no/such/path/12345").status_code == 404
+        assert http.get("/v1/predict").status_code == 405
+        http.get("/healthz")
+        samples = scraped(http)
+        again = scraped(http)
+    predict = (("model_version", "v3"), ("route", "/v1/predict"))
+    assert samples[("http_requests_total", (*predict, ("status", "200")))] == 2
+    assert samples[("http_requests_total", (*predict, ("status", "422")))] == 1
+    assert samples[("http_requests_total", (*predict, ("status", "405")))] == 1, "a wrong method keeps its route"
+    assert samples[("http_requests_total", (("model_version", "v3"), ("route", "unmatched"), ("status", "404")))] == 1
+    assert not any("12345" in str(key) for key in samples), "a made-up path must not become a label value"
+    assert samples[("http_request_duration_seconds_count", predict)] == 4
+    assert samples[("http_request_duration_seconds_bucket", (("le", "+Inf"), *predict))] == 4
+    assert 0 < samples[("http_request_duration_seconds_sum", predict)] < 10
+    counted = {dict(k)["predicted"]: v for (name, k), v in samples.items() if name == "model_predictions_total"}
+    wanted = {str(c): 2.0 * expected(model, x).count(c) for c in set(expected(model, x))}
+    assert counted == wanted, "every answered instance counts once under its predicted class, 422s never"
+    assert again[("http_requests_total", (("model_version", "v3"), ("route", "/metrics"), ("status", "200")))] == 1
+
+
+def test_metrics_of_two_apps_in_one_process_are_separate():
+    with TestClient(service.create_app(tiny_model(), "a", metrics=True)) as a:
+        a.post("/v1/predict", json={"instances": digits(1).tolist()})
+        with TestClient(service.create_app(tiny_model(), "b", metrics=True)) as b:
+            assert not any(name == "http_requests_total" for name, _ in scraped(b)), "b has answered nothing yet"
+        assert any(dict(labels).get("model_version") == "a" for _, labels in scraped(a))
+
+
+def test_log_predictions_writes_what_was_answered(caplog):
+    model = tiny_model()
+    x = digits(3)
+    app = service.create_app(model, "v1", log_predictions=True)
+    with caplog.at_level(logging.INFO, logger=service.REQUEST_LOG), TestClient(app) as http:
+        http.post("/v1/predict", json={"instances": x.tolist()}, headers={"X-Request-ID": "p-1"})
+        http.post("/v1/predict", content=b"{}", headers={"X-Request-ID": "p-2"})
+        http.post("/v1/noop", headers={"X-Request-ID": "p-3"})
+    lines = {line["request_id"]: line for line in (json.loads(r.getMessage()) for r in caplog.records)}
+    assert lines["p-1"]["predictions"] == expected(model, x)
+    assert "predictions" not in lines["p-2"] and "predictions" not in lines["p-3"], "only answers have predictions"
