@@ -53,6 +53,7 @@ from typing import Any
 
 import torch
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -60,7 +61,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from torch import nn
 
-from course.serving import models
+from course.serving import contract, models
 
 Parser = Callable[[bytes], Any]  # body -> tensor (N, 784), (N, 28, 28) or (N, 1, 28, 28) of pixels in [0, 1]
 Prepare = Callable[[Any], torch.Tensor]  # what parse returned -> the model's input batch
@@ -168,23 +169,26 @@ def loader_from_env() -> Loader | None:
 
 
 def parse_lenient(body: bytes) -> torch.Tensor:
-    """`{"instances": [...]}` to a float tensor, for load tests: no range or NaN checks (lab 08 writes those).
+    """`{"instances": [...]}` to a float tensor: what load tests send, checked as cheaply as possible.
 
-    Lenient is not careless: a body that is not that shape still gets a 4xx that says
-    what was expected, never a 500 (a fuzzer found `{}` answering 500).
+    Lenient about form (strings that JSON turns into numbers, extra fields), never careless:
+    a body that is not a batch of 784 pixels in [0, 1] gets a 4xx that says what was
+    expected, never a 500 (a fuzzer found `{}`, then 1e308, answering 500). Lab 08 writes
+    the strict validation a public API needs.
     """
     try:
         payload = json.loads(body)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
         raise HTTPException(400, f'the body is not JSON ({exc}); send {{"instances": [[784 numbers], ...]}}') from None
-    if not isinstance(payload, dict) or "instances" not in payload:
-        raise HTTPException(422, 'expected a JSON object {"instances": [[784 numbers], ...]}')
-    try:
-        x = torch.tensor(payload["instances"], dtype=torch.float32)
+    instances = payload.get("instances") if isinstance(payload, dict) else None
+    if not isinstance(instances, list) or not instances:
+        raise HTTPException(422, 'expected a JSON object {"instances": [[784 numbers], ...]} with at least one image')
+    try:  # each image on its own: one batch may mix 784-vectors and 28x28 images
+        x = torch.stack([torch.tensor(image, dtype=torch.float32).reshape(784) for image in instances])
     except (TypeError, ValueError, RuntimeError, OverflowError):
-        raise HTTPException(422, "instances must be a list of images, each a list of 784 numbers") from None
-    if x.ndim < 2 or x.shape[0] == 0 or x[0].numel() != 784:
-        raise HTTPException(422, f"instances has shape {tuple(x.shape)}; expected (N, 784) or (N, 28, 28), N >= 1")
+        raise HTTPException(422, "instances must be a list of images, each 784 numbers or 28 rows of 28") from None
+    if not (torch.isfinite(x).all() and (x >= 0).all() and (x <= 1).all()):  # 1e308 is JSON, but not a pixel
+        raise HTTPException(422, "pixels must be numbers in [0, 1] (divide 0-255 values by 255)")
     return x
 
 
@@ -302,6 +306,7 @@ def create_app(
     debug_delay: bool | None = None,
     metrics: bool = False,
     log_predictions: bool = False,
+    request_schema: dict[str, Any] | None = None,
     title: str = "MNIST digit classifier",
 ) -> FastAPI:
     """A FastAPI app serving an MNIST classifier; see the module docstring for the parts.
@@ -314,6 +319,8 @@ def create_app(
     model snapshot: that is how the labs put a request in flight on purpose. Never
     turn it on in production. `metrics` serves `/metrics` (see `ServiceMetrics`);
     `log_predictions` writes each answer's predictions into its log line.
+    `request_schema` is the JSON schema of the body `parse` accepts, published in
+    /openapi.json (default: the lenient parser's, `contract.IMAGES`).
     """
     slot = ModelSlot(model, version)
     loader = loader if (loader is not None or model is not None) else loader_from_env()
@@ -335,6 +342,17 @@ def create_app(
         yield
 
     app = FastAPI(title=title, lifespan=lifespan)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_parameters(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """A bad query parameter gets the body every other error has (detail and request id)."""
+        parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()[:5]]
+        return error_response(422, "invalid request: " + "; ".join(parts), request_id_of(request))
+
+    @app.exception_handler(HTTPException)
+    async def refused(request: Request, exc: HTTPException) -> JSONResponse:
+        return error_response(exc.status_code, exc.detail, request_id_of(request), dict(exc.headers or {}))
+
     app.state.slot = slot
     meter = ServiceMetrics() if metrics else None
     app.state.metrics = meter
@@ -387,7 +405,7 @@ def create_app(
         """Liveness: the process answers. Also says how many /v1 requests are in flight right now."""
         return {"status": "ok", "in_flight": in_flight[0]}
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses={503: {"description": "not ready: no model loaded yet, or it failed to load"}})
     async def readyz(request: Request) -> JSONResponse:
         """Readiness: a model is loaded. A load balancer sends no traffic to a server that is not ready."""
         current = slot.get()
@@ -396,7 +414,7 @@ def create_app(
             return JSONResponse({"ready": False, "failed": bool(slot.error), "detail": detail}, status_code=503)
         return JSONResponse({"ready": True, "model_version": current.version})
 
-    @app.get("/v1/model")
+    @app.get("/v1/model", responses={200: {"description": "the model being served"}, **contract.errors(429, 503)})
     async def model_info(request: Request) -> JSONResponse:
         return JSONResponse(
             {"model_version": slot.version, "ready": slot.ready, "request_id": request_id_of(request)},
@@ -410,7 +428,7 @@ def create_app(
             """What a Prometheus server scrapes: counters and histograms since the process started."""
             return meter.exposition()
 
-    @app.post("/v1/noop")
+    @app.post("/v1/noop", **contract.versioned_route())
     async def noop(request: Request) -> JSONResponse:
         """No parsing, no model: what the HTTP round trip and the plumbing cost on their own."""
         return JSONResponse({"ok": True, "request_id": request_id_of(request)})
@@ -426,7 +444,7 @@ def create_app(
             answer["probabilities"] = torch.softmax(logits, dim=1).tolist()
         return answer
 
-    @app.post("/v1/predict")
+    @app.post("/v1/predict", **contract.predict_route(request_schema or contract.IMAGES))
     async def predict(request: Request, probabilities: bool = False) -> JSONResponse:
         """`{"instances": [...]}`: a batch of 28x28 images or 784-vectors, pixels in [0, 1]."""
         rid = request_id_of(request)

@@ -320,8 +320,8 @@ def test_server_dies_with_its_parent(tmp_path):
         (b"", 400, "not JSON"),
         (b"\xff\xfe", 400, "not JSON"),
         (b'{"instances": "x"}', 422, "784"),
-        (b'{"instances": [[1, 2]]}', 422, "shape"),
-        (b'{"instances": []}', 422, "shape"),
+        (b'{"instances": [[1, 2]]}', 422, "784"),
+        (b'{"instances": []}', 422, "at least one image"),
         (b"[1, 2]", 422, "instances"),
     ],
 )
