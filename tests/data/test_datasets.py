@@ -14,9 +14,18 @@ def test_every_manifest_entry_verifies():
 
 
 def test_manifest_has_provenance_license_and_upstream_url():
+    """Every file says where it came from; only files written for this course have no upstream to fetch."""
     for entry in data.read_manifest().values():
         assert entry.source and entry.license, entry.path
-        assert entry.url.startswith(("https://", "http://")), entry.path
+        ours = entry.source.startswith("written for this course")
+        assert entry.url.startswith(("https://", "http://")) or (ours and not entry.url), entry.path
+
+
+def test_a_file_written_for_the_course_cannot_be_fetched_and_says_how_to_restore_it():
+    ours = [e.path for e in data.read_manifest().values() if not e.url]
+    assert ours, "the course's own question set is in the manifest"
+    with pytest.raises(data.DatasetError, match="git checkout -- datasets/"):
+        data.fetch(ours[0])
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
